@@ -1,0 +1,138 @@
+"""YAML configs: merge overlays, apply command-line overrides, validate names and keys, save a copy."""
+import difflib
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+import yaml
+from catalyst.registry import REGISTRY
+
+from carseg.errors import CarsegError
+
+MERGED_CONFIG = "_config.yml"  # the merged config inside LOGDIR/configs/
+META_KEYS = {"_target_", "_var_", "_mode_", "_meta_factory_", "_call_"}
+
+
+def merge(base: Any, overlay: Any) -> Any:
+    """Deep-merge ``overlay`` into ``base``: mappings key by key, and ``run:`` lists entry by entry
+    where both entries call the same method (so an overlay can change ``num_epochs``)."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        merged = dict(base)
+        for key, value in overlay.items():
+            merged[key] = merge(base[key], value) if key in base else value
+        return merged
+    if isinstance(base, list) and isinstance(overlay, list) and len(base) == len(overlay) and all(
+        isinstance(b, dict) and isinstance(o, dict) and b.get("_call_") == o.get("_call_") is not None
+        for b, o in zip(base, overlay)
+    ):
+        return [merge(b, o) for b, o in zip(base, overlay)]
+    return overlay
+
+
+def load_configs(paths: Sequence[Path]) -> Dict[str, Any]:
+    """Merge YAML files left to right (later files override keys of earlier ones)."""
+    merged: Dict[str, Any] = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise CarsegError(f"{path}: config file not found")
+        try:
+            part = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise CarsegError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from exc
+        if not isinstance(part, dict):
+            raise CarsegError(f"{path}: a config must be a mapping of sections (runner:, run:, ...)")
+        merged = merge(merged, part)
+    return merged
+
+
+def train_calls(config: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The ``run:`` entries that call ``train``."""
+    return [entry for entry in config.get("run", []) if isinstance(entry, dict) and entry.get("_call_") == "train"]
+
+
+def apply_overrides(config: Dict[str, Any], **overrides: Any) -> Dict[str, Any]:
+    """Set ``logdir``/``seed``/``check``/``verbose`` (those not None) on every train call.
+
+    ``check`` also adds carseg's fixed ``CheckRunCallback`` (Catalyst's own would be added otherwise).
+    """
+    for entry in train_calls(config):
+        entry.update({key: value for key, value in overrides.items() if value is not None})
+        if entry.get("check"):
+            entry["callbacks"] = [*entry.get("callbacks", []), {"_target_": "CheckRunCallback"}]
+    return config
+
+
+def _suggest(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_keys(func: Callable, keys: Iterable[str], where: str, source: str, strict: bool) -> None:
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return
+    if not strict and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    named = [n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n != "self"]
+    for key in keys:
+        if key not in named:
+            raise CarsegError(f"{source}: unknown key '{where}.{key}'{_suggest(key, named)}; allowed: {', '.join(named)}")
+
+
+def validate(config: Dict[str, Any], source: str) -> None:
+    """Fail early, naming the key, on unknown ``_target_`` names and misspelt keys."""
+    for section in ("runner", "run"):
+        if section not in config:
+            raise CarsegError(f"{source}: missing section '{section}:'")
+    if not isinstance(config["run"], list):
+        raise CarsegError(f"{source}: 'run:' must be a list of '_call_:' entries")
+    runner = _resolve(config["runner"].get("_target_"), "runner", source)
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, f"{where}[{index}]")
+            return
+        if not isinstance(node, dict):
+            return
+        keys = [k for k in node if k not in META_KEYS]
+        if "_target_" in node:
+            factory = _resolve(node["_target_"], where, source)
+            strict = getattr(factory, "__module__", "").startswith("segmentation_models_pytorch")
+            _check_keys(factory, keys, where, source, strict)
+        elif "_call_" in node:
+            method = getattr(runner, node["_call_"], None)
+            if method is None:
+                raise CarsegError(f"{source}: {where}._call_: runner has no method '{node['_call_']}'")
+            _check_keys(method, keys, where, source, strict=False)
+        for key in keys:
+            walk(node[key], f"{where}.{key}")
+
+    for key, value in config.items():
+        walk(value, key)
+
+
+def _resolve(name: Optional[str], where: str, source: str) -> Callable:
+    if not name:
+        raise CarsegError(f"{source}: {where} needs a '_target_:'")
+    try:
+        return REGISTRY.get(name)
+    except LookupError:
+        raise CarsegError(
+            f"{source}: {where}._target_: unknown name '{name}'{_suggest(name, REGISTRY.all())}; "
+            "use a registered name (python -c 'import carseg, catalyst.registry as r; print(sorted(r.REGISTRY.all()))') "
+            "or a dotted import path"
+        ) from None
+
+
+def save_config(config: Dict[str, Any], logdir: Path, sources: Sequence[Path]) -> Path:
+    """Write the merged config (what ``catalyst-dl trace`` rebuilds from) and the originals."""
+    folder = Path(logdir) / "configs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        (folder / Path(source).name).write_text(Path(source).read_text(encoding="utf-8"), encoding="utf-8")
+    target = folder / MERGED_CONFIG
+    target.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return target

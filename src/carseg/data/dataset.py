@@ -1,0 +1,57 @@
+"""The training/validation dataset: rows of (image, mask) paths -> normalized tensors."""
+from pathlib import Path
+from typing import Dict, Tuple
+
+import albumentations as A
+import cv2
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from carseg.data.images import read_image, read_mask
+from carseg.errors import CarsegError
+
+
+def read_pairs_csv(path: Path, show: int = 3) -> pd.DataFrame:
+    """Load a CSV with ``image,mask`` columns and check that every file exists."""
+    path = Path(path)
+    if not path.is_file():
+        raise CarsegError(f"{path}: CSV not found; run bin/prepare_dataset.py --datapath DIR first")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CarsegError(f"{path}: not a readable CSV ({exc}); re-run bin/prepare_dataset.py") from exc
+    missing_columns = {"image", "mask"} - set(frame.columns)
+    if missing_columns or frame.empty:
+        raise CarsegError(f"{path}: needs columns image,mask and at least one row; re-run bin/prepare_dataset.py")
+    missing = [p for p in pd.concat([frame["image"], frame["mask"]]) if not Path(p).is_file()]
+    if missing:
+        more = f" and {len(missing) - show} more" if len(missing) > show else ""
+        raise CarsegError(f"{path}: points to missing files ({', '.join(missing[:show])}{more}); re-run bin/prepare_dataset.py")
+    return frame
+
+
+class SegmentationDataset(Dataset):
+    """Yields ``{"features": 3xHxW float, "targets": 1xHxW float in {0, 1}}``.
+
+    JPEGs are decoded at the smallest libjpeg scale that still covers ``decode_hw`` (the
+    training size), which is most of the data-loading speed-up over a full decode.
+    """
+
+    def __init__(self, frame: pd.DataFrame, transforms: A.Compose, decode_hw: Tuple[int, int]):
+        self.images = frame["image"].tolist()
+        self.masks = frame["mask"].tolist()
+        self.transforms = transforms
+        self.decode_hw = decode_hw
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
+        image_path, mask_path = Path(self.images[index]), Path(self.masks[index])
+        mask = read_mask(mask_path)
+        image = read_image(image_path, target_hw=self.decode_hw, full_hw=mask.shape[:2])
+        if mask.shape[:2] != image.shape[:2]:
+            mask = cv2.resize(mask, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        sample = self.transforms(image=image, mask=mask)
+        return {"features": sample["image"], "targets": sample["mask"].unsqueeze(0).float()}

@@ -1,0 +1,47 @@
+"""Albumentations pipelines: pre (resize + pad), train augmentation (from the config), post (normalize)."""
+from typing import Sequence, Tuple, Union
+
+import albumentations as A
+import cv2
+from albumentations.pytorch import ToTensorV2
+
+ImageSize = Union[int, Sequence[int]]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def as_hw(image_size: ImageSize) -> Tuple[int, int]:
+    """``256`` -> (256, 256); ``[256, 384]`` -> (256, 384) as (height, width)."""
+    if isinstance(image_size, int):
+        return image_size, image_size
+    height, width = image_size
+    return int(height), int(width)
+
+
+def resize_longest(max_size: int) -> A.LongestMaxSize:
+    """Scale so the longest side is ``max_size``; INTER_AREA keeps thin edges when shrinking."""
+    return A.LongestMaxSize(max_size=max_size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST)
+
+
+def pre_transforms(image_size: ImageSize) -> A.Compose:
+    """Resize the longest side to fit ``image_size`` and pad (black, bottom/right) to exactly it.
+
+    Padding sits at the bottom/right so the predictor can undo it with a plain crop.
+    """
+    height, width = as_hw(image_size)
+    return A.Compose([
+        resize_longest(max(height, width)),
+        A.PadIfNeeded(min_height=height, min_width=width, position="top_left",
+                      border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
+    ])
+
+
+def post_transforms(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> A.Compose:
+    """Normalize and convert to CHW tensors."""
+    return A.Compose([A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()])
+
+
+def compose(pre: A.Compose, augment: Sequence[A.BasicTransform], post: A.Compose) -> A.Compose:
+    """One pipeline: pre, then the augmentations (empty for validation), then post."""
+    return A.Compose([pre, *augment, post])

@@ -1,0 +1,67 @@
+"""``bin/prepare_dataset.py``: pair Carvana-layout images and masks and write train/valid CSVs."""
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import pandas as pd
+
+from carseg.data.pairs import check_pairs, pair_by_name, split_by_car
+from carseg.errors import CarsegError, one_line
+
+
+def _names(paths: List[Path], limit: int = 3) -> str:
+    shown = ", ".join(p.name for p in paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write to a temporary name and rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def prepare(datapath: Path, valid_size: float, random_state: int, mask_suffix: str, skip_unmatched: bool) -> str:
+    """Pair, check, split and write ``dataset_{train,valid}.csv``; return a summary."""
+    image_dir, mask_dir = datapath / "train", datapath / "train_masks"
+    pairing = pair_by_name(image_dir, mask_dir, mask_suffix)
+    unmatched = []
+    if pairing.images_without_mask:
+        unmatched.append(f"{len(pairing.images_without_mask)} images in {image_dir} have no mask ({_names(pairing.images_without_mask)})")
+    if pairing.masks_without_image:
+        unmatched.append(f"{len(pairing.masks_without_image)} masks in {mask_dir} have no image ({_names(pairing.masks_without_image)})")
+    if unmatched and not skip_unmatched:
+        raise CarsegError("; ".join(unmatched) + "; add the missing files or pass --skip-unmatched")
+    for line in unmatched:
+        print(f"warning: skipped {line}", file=sys.stderr)
+    if not pairing.pairs:
+        raise CarsegError(f"{image_dir}: no image/mask pairs found (expected NAME.jpg with {mask_dir.name}/NAME{mask_suffix}.gif)")
+    check_pairs(pairing.pairs)
+    train, valid = split_by_car(pairing.pairs, valid_size, random_state)
+    write_csv_atomic(train, datapath / "dataset_train.csv")
+    write_csv_atomic(valid, datapath / "dataset_valid.csv")
+    cars = lambda frame: frame["image"].map(lambda p: Path(p).stem.rsplit("_", 1)[0]).nunique()
+    return (
+        f"{len(pairing.pairs)} pairs checked; train: {len(train)} images of {cars(train)} cars -> {datapath / 'dataset_train.csv'}; "
+        f"valid: {len(valid)} images of {cars(valid)} cars -> {datapath / 'dataset_valid.csv'}"
+    )
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--datapath", type=Path, default=Path("./data"), help="folder with train/ and train_masks/")
+    parser.add_argument("--valid-size", type=float, default=0.2, help="fraction of cars for validation")
+    parser.add_argument("--random-state", type=int, default=42)
+    parser.add_argument("--mask-suffix", default="_mask", help="mask name = image name + suffix")
+    parser.add_argument("--skip-unmatched", action="store_true", help="warn about unmatched files instead of failing")
+    args = parser.parse_args(argv)
+    if not 0.0 < args.valid_size < 1.0:
+        parser.error("--valid-size must be between 0 and 1")
+    try:
+        print(prepare(args.datapath, args.valid_size, args.random_state, args.mask_suffix, args.skip_unmatched))
+    except CarsegError as exc:
+        print(f"prepare_dataset.py: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,29 @@
+"""Everything a config may name by a short ``_target_``: carseg's parts and Catalyst's building blocks."""
+import inspect
+
+from hydra_slayer import Registry
+
+
+def register(registry: Registry) -> None:
+    """Add models, losses, engines, the Experiment and Catalyst's runners/callbacks/loggers."""
+    import segmentation_models_pytorch.losses as smp_losses
+    from catalyst import callbacks, dl, loggers
+
+    from carseg import engines
+    from carseg.callbacks import CheckRunCallback
+    from carseg.experiment import Experiment
+    from carseg.losses import BCEDiceLoss
+    from carseg.models import model_factories
+
+    registry.add(SupervisedRunner=dl.SupervisedRunner)
+    for module in (callbacks, loggers):
+        registry.add(**{name: obj for name, obj in vars(module).items()
+                        if inspect.isclass(obj) and name.endswith(("Callback", "Logger")) and name != "CheckRunCallback"})
+    registry.add(CheckRunCallback=CheckRunCallback)  # carseg's fix of Catalyst's (see carseg.callbacks)
+    registry.add(CPUEngine=dl.CPUEngine, DistributedDataParallelEngine=dl.DistributedDataParallelEngine,
+                 GPUEngine=engines.GPUEngine, DataParallelEngine=engines.DataParallelEngine,
+                 AutoEngine=engines.AutoEngine)
+    registry.add(Experiment=Experiment, BCEDiceLoss=BCEDiceLoss)
+    registry.add(**{name: getattr(smp_losses, name) for name in
+                    ("DiceLoss", "JaccardLoss", "FocalLoss", "LovaszLoss", "SoftBCEWithLogitsLoss", "TverskyLoss")})
+    registry.add(**model_factories())

@@ -1,0 +1,84 @@
+"""Registry names, models, loss and config validation."""
+from pathlib import Path
+
+import pytest
+import torch
+from catalyst.registry import REGISTRY
+
+import carseg  # noqa: F401
+from carseg.config import load_configs, validate
+from carseg.errors import CarsegError
+from carseg.losses import BCEDiceLoss
+from carseg.models.unet import UNet
+
+from conftest import ROOT
+
+
+@pytest.mark.parametrize("name", ["UNet", "smp.Unet", "smp.UnetPlusPlus", "smp.FPN", "smp.Linknet", "smp.DeepLabV3Plus",
+                                  "Experiment", "BCEDiceLoss", "AutoEngine", "GPUEngine", "SupervisedRunner",
+                                  "DiceCallback", "IOUCallback", "EarlyStoppingCallback", "CSVLogger"])
+def test_registered(name):
+    assert name in REGISTRY.all()
+
+
+@pytest.mark.parametrize("params", [
+    {"_target_": "UNet", "base_channels": 8, "depth": 3},
+    {"_target_": "smp.Unet", "encoder_name": "resnet18", "encoder_weights": None},
+    {"_target_": "smp.FPN", "encoder_name": "resnet18", "encoder_weights": None},
+    {"_target_": "smp.Linknet", "encoder_name": "mobilenet_v2", "encoder_weights": None},
+])
+def test_models_build_and_keep_size(params):
+    model = REGISTRY.get_from_params(**params).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 64, 96)).shape == (1, 1, 64, 96)
+
+
+def test_scratch_unet_odd_size():
+    with torch.no_grad():
+        assert UNet(base_channels=4, depth=3)(torch.rand(1, 3, 37, 53)).shape == (1, 1, 37, 53)
+
+
+def test_bce_dice_loss():
+    target = (torch.rand(2, 1, 16, 16) > 0.5).float()
+    good, bad = BCEDiceLoss()(target * 20 - 10, target), BCEDiceLoss()(10 - target * 20, target)
+    assert good < 0.01 < 0.9 < bad
+
+
+@pytest.mark.parametrize("config", ["unet.yml", "fpn.yml", "demo.yml"])
+def test_shipped_configs_validate(config):
+    validate(load_configs([ROOT / "configs" / config]), config)
+
+
+def test_engine_overlay_merges(tmp_path):
+    config = load_configs([ROOT / "configs" / "demo.yml", ROOT / "configs" / "engines" / "gpu_amp.yml"])
+    assert config["engine"] == {"_target_": "GPUEngine", "_var_": "engine", "fp16": True}
+    assert list(config)[-1] == "run"  # overlay keys keep the base order, so _var_ references resolve
+
+
+def config_with(tmp_path: Path, old: str, new: str) -> Path:
+    text = (ROOT / "configs" / "demo.yml").read_text()
+    assert old in text
+    path = tmp_path / "bad.yml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize("old, new, fragments", [
+    ("_target_: UNet", "_target_: UNett", ["model._target_", "unknown name 'UNett'", "did you mean 'UNet'"]),
+    ("base_channels: 16", "base_chanels: 16", ["model.base_chanels", "did you mean 'base_channels'"]),
+    ("num_epochs: 15", "num_epoch: 15", ["run[0].num_epoch", "did you mean 'num_epochs'"]),
+    ("patience: 5", "patiense: 5", ["run[0].callbacks[4].patiense", "did you mean 'patience'"]),
+])
+def test_bad_config_names_the_key(tmp_path, old, new, fragments):
+    path = config_with(tmp_path, old, new)
+    with pytest.raises(CarsegError) as info:
+        validate(load_configs([path]), str(path))
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_smp_misspelt_key_is_caught(tmp_path):
+    path = config_with(tmp_path, "_target_: UNet\n  _var_: model\n  base_channels: 16\n  depth: 4",
+                       "_target_: smp.Unet\n  _var_: model\n  encoder_weigths: null")
+    with pytest.raises(CarsegError, match="did you mean 'encoder_weights'"):
+        validate(load_configs([path]), str(path))
