@@ -1,8 +1,13 @@
 """Shared fixtures: tiny generated datasets in Carvana's layout."""
+import json
 import shutil
 from pathlib import Path
+from typing import Tuple
 
+import cv2
+import numpy as np
 import pytest
+import torch
 
 from carseg.data.synthetic import generate_dataset
 
@@ -23,3 +28,47 @@ def dataset_copy(tiny_dataset, tmp_path) -> Path:
     target = tmp_path / "data"
     shutil.copytree(tiny_dataset, target)
     return target
+
+
+class RedOracle(torch.nn.Module):
+    """A stand-in segmentation model with a known answer: logits > 0 exactly where a pixel is red."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rgb = x * self.std + self.mean
+        return 20.0 * (rgb[:, :1] - rgb[:, 2:3] - 0.5)
+
+
+def save_traced(model: torch.nn.Module, path: Path, image_size=(64, 96)) -> Path:
+    """Trace ``model`` and save it with the metadata ``catalyst-dl trace`` writes."""
+    from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from carseg.predictor import METADATA_FILE
+
+    meta = {"format": "carseg-traced-v1", "model": type(model).__name__, "image_size": list(image_size),
+            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "output": "logits", "threshold": 0.5,
+            "size_divisor": 32, "checkpoint": "test"}
+    traced = torch.jit.trace(model.eval(), torch.rand(1, 3, *image_size))
+    torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
+    return path
+
+
+@pytest.fixture(scope="session")
+def oracle_model(tmp_path_factory) -> Path:
+    """A traced RedOracle: red pixels are 'car', everything else background."""
+    from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    return save_traced(RedOracle(IMAGENET_MEAN, IMAGENET_STD), tmp_path_factory.mktemp("oracle") / "oracle.pth")
+
+
+def red_car_photo(height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
+    """An RGB photo with a red ellipse 'car' on a blue background, and its 0/255 mask."""
+    mask = np.zeros((height, width), np.uint8)
+    cv2.ellipse(mask, (width // 2, height // 2), (max(1, width // 3), max(1, height // 4)), 0, 0, 360, 255, -1)
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:] = (30, 60, 200)
+    image[mask > 0] = (220, 20, 20)
+    return image, mask

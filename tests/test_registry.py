@@ -66,7 +66,7 @@ def config_with(tmp_path: Path, old: str, new: str) -> Path:
 @pytest.mark.parametrize("old, new, fragments", [
     ("_target_: UNet", "_target_: UNett", ["model._target_", "unknown name 'UNett'", "did you mean 'UNet'"]),
     ("base_channels: 16", "base_chanels: 16", ["model.base_chanels", "did you mean 'base_channels'"]),
-    ("num_epochs: 15", "num_epoch: 15", ["run[0].num_epoch", "did you mean 'num_epochs'"]),
+    ("num_epochs: 10", "num_epoch: 10", ["run[0].num_epoch", "did you mean 'num_epochs'"]),
     ("patience: 5", "patiense: 5", ["run[0].callbacks[4].patiense", "did you mean 'patience'"]),
 ])
 def test_bad_config_names_the_key(tmp_path, old, new, fragments):

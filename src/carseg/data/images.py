@@ -1,4 +1,5 @@
 """Image and mask reading: fast reduced-size JPEG decoding and strict binary masks."""
+import os
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -8,6 +9,12 @@ from PIL import Image
 
 from carseg.errors import CarsegError
 
+ENCODE_PARAMS = {
+    # PNG level 1: ~3x faster than the default level and ~10% larger files.
+    "png": [cv2.IMWRITE_PNG_COMPRESSION, 1],
+    "jpg": [cv2.IMWRITE_JPEG_QUALITY, 95],
+    "webp": [cv2.IMWRITE_WEBP_QUALITY, 95],
+}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MASK_SUFFIXES = (".gif", ".png", ".bmp", ".tif", ".tiff")
 
@@ -59,16 +66,41 @@ def read_image(path: Path, target_hw: Optional[Tuple[int, int]] = None, full_hw:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """Read a binary mask (GIF/PNG/...) as uint8 {0, 1}; reject anything that is not two-valued."""
+    """Read a binary mask (GIF/PNG/...) as uint8 {0, 1}; reject anything that is not two-valued.
+
+    Palette images (Carvana's GIFs) are checked and mapped through their palette instead of
+    being converted pixel by pixel: several times faster, and masks are read every epoch.
+    """
     try:
         with Image.open(path) as img:
-            mask = np.asarray(img.convert("L"))
+            if img.mode == "P":
+                pixels = np.asarray(img)
+                palette = np.asarray(img.getpalette("RGB") or [0, 0, 0], np.uint8).reshape(-1, 3)
+                gray = np.zeros(256, np.uint8)
+                gray[: len(palette)] = palette.max(axis=1)
+            else:
+                pixels = np.asarray(img.convert("L"))
+                gray = np.arange(256, dtype=np.uint8)
     except Exception as exc:
         raise CarsegError(f"{path}: not a readable mask image ({exc}); replace or remove it") from exc
-    values = np.unique(mask)
-    if not (set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}):
+    used = np.flatnonzero(cv2.calcHist([np.ascontiguousarray(pixels)], [0], None, [256], [0, 256]).ravel())
+    values = set(gray[used].tolist())
+    if not (values <= {0, 255} or values <= {0, 1}):
         raise CarsegError(
-            f"{path}: mask is not binary (values {values[:6].tolist()}...); masks must hold only 0 and 255 (or 0 and 1), "
+            f"{path}: mask is not binary (values {sorted(values)[:6]}...); masks must hold only 0 and 255 (or 0 and 1), "
             "save them losslessly (GIF/PNG, not JPEG)"
         )
-    return (mask > 0).astype(np.uint8)
+    return cv2.LUT(pixels, (gray > 0).astype(np.uint8))
+
+
+def write_image_atomic(path: Path, image: np.ndarray, fmt: str) -> None:
+    """Encode, write to a hidden temporary name and rename: an interrupted run leaves no broken file."""
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(f".{fmt}", image, ENCODE_PARAMS[fmt])
+    if not ok:
+        raise CarsegError(f"{path}: could not encode as {fmt}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(encoded.tobytes())
+    os.replace(tmp, path)

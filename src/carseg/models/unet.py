@@ -39,8 +39,8 @@ class Up(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
-        if x.shape[-2:] != skip.shape[-2:]:  # odd input sizes: pad to the skip's size
-            x = F.pad(x, [0, skip.shape[-1] - x.shape[-1], 0, skip.shape[-2] - x.shape[-2]])
+        # Odd input sizes: pad to the skip's size (a zero pad otherwise; no branch, so tracing stays general).
+        x = F.pad(x, [0, skip.shape[-1] - x.shape[-1], 0, skip.shape[-2] - x.shape[-2]])
         return self.conv(torch.cat([skip, x], dim=1))
 
 

@@ -1,0 +1,154 @@
+"""The Predictor: a traced model file in, full-resolution masks and cut-outs out.
+
+Only the TorchScript file written by ``catalyst-dl trace`` is needed (no model code); its
+metadata says how to preprocess (size, normalisation) and how to read the output.
+"""
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+import ttach
+from torch import nn
+
+from carseg.data.transforms import post_transforms, resize_longest
+from carseg.errors import CarsegError
+
+METADATA_FILE = "carseg.json"  # stored inside the TorchScript archive (torch.jit.save's _extra_files)
+TTA_TRANSFORMS = {"none": None, "hflip": ttach.aliases.hflip_transform, "d4": ttach.aliases.d4_transform}
+Background = Union[str, Tuple[int, int, int]]
+
+
+def load_traced(path: Path, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, Dict[str, Any]]:
+    """Load a ``catalyst-dl trace`` file and its metadata, or fail with one clear line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CarsegError(f"{path}: model file not found; create it with catalyst-dl trace LOGDIR")
+    extra = {METADATA_FILE: ""}
+    try:
+        with warnings.catch_warnings():  # torch 2.15 marks TorchScript deprecated; it still works
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception:
+        if _is_checkpoint(path):
+            raise CarsegError(f"{path}: is a training checkpoint, not a traced model; run catalyst-dl trace LOGDIR "
+                              "and pass LOGDIR/trace/traced-best-forward.pth") from None
+        raise CarsegError(f"{path}: not a TorchScript model file; create one with catalyst-dl trace LOGDIR") from None
+    if not extra[METADATA_FILE]:
+        raise CarsegError(f"{path}: TorchScript file without carseg metadata; re-export it with catalyst-dl trace LOGDIR")
+    return module.eval(), json.loads(extra[METADATA_FILE])
+
+
+def _is_checkpoint(path: Path) -> bool:
+    try:
+        return isinstance(torch.load(path, map_location="cpu", weights_only=True), dict)
+    except Exception:
+        return False
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CarsegError("--device cuda: no CUDA device here; use --device cpu or auto")
+    return device
+
+
+class _Probabilities(nn.Module):
+    """Model output -> probabilities, so test-time augmentation averages probabilities."""
+
+    def __init__(self, model: nn.Module, logits: bool):
+        super().__init__()
+        self.model, self.logits = model, logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return torch.sigmoid(out) if self.logits else out
+
+
+@dataclass
+class Prepared:
+    """One preprocessed image: the network input and the size of the photo inside it."""
+
+    tensor: torch.Tensor  # 3 x H' x W', H' and W' multiples of the size divisor
+    resized_hw: Tuple[int, int]
+
+
+class Predictor:
+    """Runs a traced segmentation model on photos of any size (batched, CPU or GPU, optional TTA)."""
+
+    def __init__(self, model_path: Path, device: str = "auto", tta: str = "none",
+                 threshold: Optional[float] = None, image_size: Optional[int] = None):
+        if tta not in TTA_TRANSFORMS:
+            raise CarsegError(f"--tta {tta}: choose one of {', '.join(TTA_TRANSFORMS)}")
+        self.device = resolve_device(device)
+        traced, self.metadata = load_traced(model_path, self.device)
+        self.threshold = self.metadata.get("threshold", 0.5) if threshold is None else threshold
+        self.max_size = image_size or max(self.metadata["image_size"])
+        divisor = self.metadata.get("size_divisor", 32)
+        # Same steps as validation (resize longest side, normalize); padding goes bottom/right
+        # up to a multiple of the network stride, so any aspect ratio works.
+        self.resize = resize_longest(self.max_size)
+        self.pad = A.PadIfNeeded(min_height=None, min_width=None, pad_height_divisor=divisor, pad_width_divisor=divisor,
+                                 position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0)
+        self.post = post_transforms(self.metadata["mean"], self.metadata["std"])
+        self.pad_value = [-m / s for m, s in zip(self.metadata["mean"], self.metadata["std"])]
+        model: nn.Module = _Probabilities(traced, self.metadata.get("output", "logits") == "logits")
+        if TTA_TRANSFORMS[tta] is not None:
+            model = ttach.SegmentationTTAWrapper(model, TTA_TRANSFORMS[tta](), merge_mode="mean")
+        self.model = model.eval()
+
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """RGB uint8 H x W x 3 -> network input (safe to run in a DataLoader worker)."""
+        resized = self.resize(image=image)["image"]
+        padded = self.pad(image=resized)["image"]
+        return Prepared(self.post(image=padded)["image"], resized.shape[:2])
+
+    @torch.inference_mode()
+    def probabilities(self, prepared: Sequence[Prepared], original_hw: Sequence[Tuple[int, int]]) -> List[np.ndarray]:
+        """Probability maps (float32, each at its photo's own resolution) for one batch."""
+        height = max(p.tensor.shape[1] for p in prepared)
+        width = max(p.tensor.shape[2] for p in prepared)
+        batch = torch.tensor(self.pad_value).view(1, 3, 1, 1).repeat(len(prepared), 1, height, width)
+        for i, p in enumerate(prepared):
+            batch[i, :, : p.tensor.shape[1], : p.tensor.shape[2]] = p.tensor
+        probs = self.model(batch.to(self.device))[:, 0].float().cpu().numpy()
+        maps = []
+        for prob, p, (h, w) in zip(probs, prepared, original_hw):
+            crop = prob[: p.resized_hw[0], : p.resized_hw[1]]
+            # Upsample probabilities, not the thresholded mask: smooth full-resolution edges.
+            maps.append(cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR))
+        return maps
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Binary masks (uint8 0/255) at each image's resolution."""
+        probs = self.probabilities([self.prepare(image) for image in images], [image.shape[:2] for image in images])
+        return [self.binarize(prob) for prob in probs]
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Binary mask (uint8 0/255) of one RGB image at its own resolution."""
+        return self.predict_batch([image])[0]
+
+    def binarize(self, prob: np.ndarray) -> np.ndarray:
+        return np.where(prob > self.threshold, 255, 0).astype(np.uint8)
+
+    def remove_background(self, image: np.ndarray, background: Background = "transparent") -> np.ndarray:
+        """The car cut out of one RGB image: RGBA (transparent) or RGB on a solid colour."""
+        return cut_out(image, self.predict(image), background)
+
+
+def cut_out(image: np.ndarray, mask: np.ndarray, background: Background = "transparent") -> np.ndarray:
+    """RGBA with alpha = mask, or RGB with the background replaced by a colour."""
+    if background == "transparent":
+        return np.dstack([image, mask])
+    color = (255, 255, 255) if background == "white" else tuple(background)
+    out = np.empty_like(image)
+    out[:] = color
+    np.copyto(out, image, where=mask[..., None] > 0)
+    return out

@@ -1,0 +1,181 @@
+"""Predictor and bin/car_segmentation.py: sizes, backgrounds, bad inputs, resume, shards."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from carseg.background_removal import in_shard, main, plan_jobs
+from carseg.errors import CarsegError
+from carseg.predictor import Predictor, cut_out
+
+from conftest import ROOT, red_car_photo
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a > 0, b > 0
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+def write_rgb(path: Path, image: np.ndarray, **params) -> Path:
+    Image.fromarray(image).save(path, **params)
+    return path
+
+
+@pytest.mark.parametrize("height, width", [(1280, 1918), (333, 517), (8, 8)])
+def test_mask_has_the_photo_size_and_matches(oracle_model, height, width):
+    image, truth = red_car_photo(height, width)
+    mask = Predictor(oracle_model, device="cpu").predict(image)
+    assert mask.shape == (height, width) and mask.dtype == np.uint8
+    if height > 8:
+        assert iou(mask, truth) > 0.97
+
+
+def test_batch_of_mixed_sizes_and_tta(oracle_model):
+    photos = [red_car_photo(333, 517), red_car_photo(400, 300), red_car_photo(64, 96)]
+    for tta in ("none", "hflip", "d4"):
+        masks = Predictor(oracle_model, device="cpu", tta=tta).predict_batch([p for p, _ in photos])
+        for mask, (_, truth) in zip(masks, photos):
+            assert mask.shape == truth.shape and iou(mask, truth) > 0.95
+
+
+def test_backgrounds():
+    image, mask = red_car_photo(20, 30)
+    rgba = cut_out(image, mask, "transparent")
+    assert rgba.shape == (20, 30, 4) and (rgba[..., 3] == mask).all() and (rgba[..., :3] == image).all()
+    white = cut_out(image, mask, "white")
+    assert (white[mask == 0] == 255).all() and (white[mask > 0] == image[mask > 0]).all()
+    green = cut_out(image, mask, (0, 255, 0))
+    assert (green[mask == 0] == (0, 255, 0)).all()
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "bin" / "car_segmentation.py"), *args, "--quiet", "--workers", "1"],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, (h, w) in enumerate([(160, 240), (333, 517)]):
+        write_rgb(folder / f"car_{i}.jpg", red_car_photo(h, w)[0], quality=95)
+    return folder
+
+
+def test_cli_writes_rgba_pngs_at_full_resolution(photos, tmp_path, oracle_model):
+    out = tmp_path / "out"
+    result = run(str(photos), str(out), str(oracle_model), "--save-mask", "--image-size", "512")
+    assert result.returncode == 0, result.stderr
+    assert "done 2, skipped 0 (already there), failed 0" in result.stdout
+    cut = np.asarray(Image.open(out / "car_1.png"))
+    assert cut.shape == (333, 517, 4)
+    assert iou(cut[..., 3], red_car_photo(333, 517)[1]) > 0.97  # JPEG chroma blur costs ~1 px at the edges
+    assert np.asarray(Image.open(out / "car_1_mask.png")).shape == (333, 517)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("background, fmt, channels", [("white", "jpg", 3), ("10,20,30", "webp", 3), ("transparent", "webp", 4)])
+def test_cli_background_and_format(photos, tmp_path, oracle_model, background, fmt, channels):
+    out = tmp_path / "out"
+    result = run(str(photos), str(out), str(oracle_model), "--background", background, "--format", fmt)
+    assert result.returncode == 0, result.stderr
+    cut = np.asarray(Image.open(out / f"car_0.{fmt}"))
+    assert cut.shape[:2] == (160, 240) and (cut.shape[2] if cut.ndim == 3 else 1) == channels
+
+
+def test_resume_and_overwrite(photos, tmp_path, oracle_model):
+    out = tmp_path / "out"
+    assert run(str(photos), str(out), str(oracle_model)).returncode == 0
+    (out / ".car_0.png.tmp").write_bytes(b"half")  # what an interrupted write leaves
+    os.remove(out / "car_0.png")
+    second = run(str(photos), str(out), str(oracle_model))
+    assert "done 1, skipped 1" in second.stdout
+    third = run(str(photos), str(out), str(oracle_model), "--overwrite")
+    assert "done 2, skipped 0" in third.stdout
+
+
+def test_shards_partition_the_folder(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(40):
+        (folder / ("sub" if i % 3 else "") / f"img {i}.jpg").write_bytes(b"x")
+    everything = {job.source for job in plan_jobs(folder, tmp_path / "out", "png", False, True)[0]}
+    assert len(everything) == 40
+    shards = [{job.source for job in plan_jobs(folder, tmp_path / "out", "png", False, True, (i, 3))[0]} for i in range(3)]
+    assert set().union(*shards) == everything and sum(map(len, shards)) == 40 and all(shards)
+    assert in_shard(Path("a.jpg"), (0, 1))
+
+
+def test_bad_inputs_are_one_line_each_and_the_batch_goes_on(tmp_path, oracle_model):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image, truth = red_car_photo(120, 180)
+    write_rgb(folder / "good car ü.jpg", image, quality=95)
+    (folder / "zero.jpg").write_bytes(b"")
+    good = (folder / "good car ü.jpg").read_bytes()
+    (folder / "corrupt.jpg").write_bytes(good[:200] + bytes(range(256)) * 4)
+    (folder / "text.jpg").write_text("I am not a picture")
+    (folder / "notes.txt").write_text("ignored")
+    write_rgb(folder / "gray.png", cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+    write_rgb(folder / "rgba.png", np.dstack([image, np.full(truth.shape, 255, np.uint8)]))
+    cv2.imwrite(str(folder / "deep.png"), (image[..., ::-1].astype(np.uint16) * 257))
+    Image.fromarray(image).convert("CMYK").save(folder / "cmyk.jpg", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    Image.fromarray(np.ascontiguousarray(np.rot90(image, 1))).save(folder / "rotated.jpg", exif=exif, quality=95)
+    write_rgb(folder / "tiny.png", image[:8, :8])
+    out = tmp_path / "out"
+    result = run(str(folder), str(out), str(oracle_model))
+    assert result.returncode == 1
+    failures = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
+    assert len(failures) == 3, result.stderr
+    for name in ("zero.jpg", "corrupt.jpg", "text.jpg"):
+        assert sum(name in line for line in failures) == 1
+    assert "done 7, skipped 0 (already there), failed 3, ignored 1 non-image files" in result.stdout
+    for name in ("good car ü", "gray", "rgba", "deep", "cmyk", "rotated"):
+        cut = np.asarray(Image.open(out / f"{name}.png"))
+        assert cut.shape == (120, 180, 4), name
+        if name != "gray":  # gray has no red: nothing is 'car'
+            assert iou(cut[..., 3], truth) > 0.95, name
+    assert np.asarray(Image.open(out / "tiny.png")).shape == (8, 8, 4)
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda d: None, "no images found"),
+])
+def test_empty_input_folder(tmp_path, oracle_model, make, fragment):
+    (tmp_path / "in").mkdir()
+    result = run(str(tmp_path / "in"), str(tmp_path / "out"), str(oracle_model))
+    assert result.returncode == 1 and result.stderr.strip().count("\n") == 0 and fragment in result.stderr
+
+
+def test_out_equal_to_in(tmp_path, oracle_model, photos):
+    write_rgb(photos / "already.png", red_car_photo(50, 60)[0])
+    result = run(str(photos), str(photos), str(oracle_model))
+    assert result.returncode == 1 and "would overwrite this input" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    os.remove(photos / "already.png")
+    allowed = run(str(photos), str(photos), str(oracle_model))  # jpg in, png out: no input can be overwritten
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_model_file_errors(photos, tmp_path):
+    missing = run(str(photos), str(tmp_path / "out"), str(tmp_path / "nope.pth"))
+    assert missing.returncode == 1 and "model file not found" in missing.stderr
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x00" * 100)
+    invalid = run(str(photos), str(tmp_path / "out"), str(garbage))
+    assert invalid.returncode == 1 and "not a TorchScript model file" in invalid.stderr
+    checkpoint = tmp_path / "model.best.pth"
+    torch.save(torch.nn.Conv2d(3, 1, 1).state_dict(), checkpoint)
+    raw = run(str(photos), str(tmp_path / "out"), str(checkpoint))
+    assert raw.returncode == 1 and "catalyst-dl trace" in raw.stderr
+    for result in (missing, invalid, raw):
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
