@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> None:
 
     if args.expdir:
         _import_expdir(args.expdir)
-    config = cfg.load_configs(args.configs)
+    config = cfg.apply_sets(cfg.load_configs(args.configs), args.sets)
     cfg.apply_overrides(config, logdir=args.logdir, seed=args.seed, check=args.check or None, verbose=args.verbose or None)
     source = " + ".join(str(p) for p in args.configs)
     cfg.validate(config, source)
@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--check", action="store_true", help="run a few batches only, to check the setup")
     run_parser.add_argument("--seed", type=int, help="override the random seed")
     run_parser.add_argument("--verbose", action="store_true", help="show a progress bar")
+    run_parser.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                            help="override a config value: dotted KEY (integers index lists), YAML VALUE; repeatable")
     run_parser.set_defaults(func=run)
 
     trace_parser = commands.add_parser("trace", help="turn a logdir's checkpoint into a TorchScript file for inference")

@@ -2,7 +2,7 @@
 import difflib
 import inspect
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
 from catalyst.registry import REGISTRY
@@ -44,6 +44,56 @@ def load_configs(paths: Sequence[Path]) -> Dict[str, Any]:
             raise CarsegError(f"{path}: a config must be a mapping of sections (runner:, run:, ...)")
         merged = merge(merged, part)
     return merged
+
+
+def _parse_set(item: str) -> Tuple[List[str], Any]:
+    key, sep, text = item.partition("=")
+    path = key.strip().split(".")
+    if not sep or not all(path):
+        raise CarsegError(f"--set {item}: expected KEY=VALUE with a dotted KEY, e.g. --set experiment.valid_fold=2")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CarsegError(f"--set {key}: value {text!r} is not valid YAML ({str(exc).splitlines()[0]}); quote it") from exc
+    return path, value
+
+
+def apply_sets(config: Dict[str, Any], items: Iterable[str]) -> Dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides (``catalyst-dl run --set``) to the merged config, in place.
+
+    KEY is a dotted path (``experiment.valid_fold``, ``run.0.num_epochs``: integers index lists); VALUE is
+    parsed as YAML (``5``, ``0.5``, ``null``, ``[64, 96]``, ``{p: 0.5}``). Every step but the last must
+    exist; the last may add a new key to a mapping, but must be an existing index in a list.
+    """
+    for item in items or ():
+        path, value = _parse_set(item)
+        key = ".".join(path)
+        node: Any = config
+        for depth, part in enumerate(path):
+            where = ".".join(path[:depth]) or "the config"
+            last = depth == len(path) - 1
+            if isinstance(node, dict):
+                if last:
+                    node[part] = value
+                elif part in node:
+                    node = node[part]
+                else:
+                    raise CarsegError(f"--set {key}: {where} has no key '{part}'{_suggest(part, map(str, node))}")
+            elif isinstance(node, list):
+                try:
+                    index = int(part)
+                except ValueError:
+                    index = None
+                if index is None or not -len(node) <= index < len(node):
+                    valid = f"0..{len(node) - 1}" if node else "none, it is empty"
+                    raise CarsegError(f"--set {key}: {where} is a list of {len(node)}; '{part}' is not an index in it (valid: {valid})")
+                if last:
+                    node[index] = value
+                else:
+                    node = node[index]
+            else:
+                raise CarsegError(f"--set {key}: {where} is {node!r}, not a mapping or a list, so it has no '{part}'")
+    return config
 
 
 def train_calls(config: Dict[str, Any]) -> List[Dict[str, Any]]:

@@ -1,15 +1,17 @@
 """The Experiment: the role Catalyst's old ConfigExperiment played — datasets, transforms, loaders."""
 from collections import OrderedDict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import albumentations as A
 import cv2
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
 from carseg.data.dataset import SegmentationDataset, read_pairs_csv
 from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageSize, as_hw, compose, post_transforms, pre_transforms
+from carseg.errors import CarsegError
 
 
 def _worker_init(_: int) -> None:
@@ -22,12 +24,17 @@ class Experiment:
 
     ``train_augmentations`` is a list of albumentations transforms (instantiated from the YAML)
     applied between the pre (resize + pad to ``image_size``) and post (normalize) steps.
+
+    The data comes either from ``train_csv`` + ``valid_csv`` or, for k-fold cross-validation, from
+    ``folds_csv`` (``bin/prepare_dataset.py --folds K``: columns image,mask,fold) + ``valid_fold``: the rows
+    of that fold validate, all others train. ``folds_csv`` takes precedence over the train/valid pair, so
+    ``--set experiment.folds_csv=... experiment.valid_fold=K`` works on any config.
     """
 
     def __init__(
         self,
-        train_csv: str,
-        valid_csv: str,
+        train_csv: Optional[str] = None,
+        valid_csv: Optional[str] = None,
         image_size: ImageSize = (256, 384),
         batch_size: int = 8,
         valid_batch_size: Optional[int] = None,
@@ -35,8 +42,23 @@ class Experiment:
         train_augmentations: Sequence[A.BasicTransform] = (),
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        folds_csv: Optional[str] = None,
+        valid_fold: Optional[int] = None,
     ):
-        self.csv = {"train": Path(train_csv), "valid": Path(valid_csv)}
+        if folds_csv is not None:
+            if valid_fold is None:
+                raise CarsegError(f"experiment: folds_csv {folds_csv} needs valid_fold (the fold to validate on), e.g. --set experiment.valid_fold=0")
+            if isinstance(valid_fold, bool) or not isinstance(valid_fold, int):
+                raise CarsegError(f"experiment.valid_fold: {valid_fold!r} is not a fold number; use an integer from the fold column of {folds_csv}")
+        elif valid_fold is not None:
+            raise CarsegError("experiment.valid_fold is set but experiment.folds_csv is not; add folds_csv (bin/prepare_dataset.py --folds K writes it)")
+        elif train_csv is None or valid_csv is None:
+            raise CarsegError(
+                "experiment: needs train_csv and valid_csv, or folds_csv and valid_fold; run bin/prepare_dataset.py --datapath DIR first"
+            )
+        self.folds_csv = Path(folds_csv) if folds_csv is not None else None
+        self.valid_fold = valid_fold
+        self.csv = {"train": Path(train_csv), "valid": Path(valid_csv)} if self.folds_csv is None else {}
         self.image_size = as_hw(image_size)
         self.batch_size = batch_size
         self.valid_batch_size = valid_batch_size or batch_size
@@ -49,11 +71,28 @@ class Experiment:
         augment = self.train_augmentations if mode == "train" else []
         return compose(pre_transforms(self.image_size), augment, post_transforms(self.mean, self.std))
 
+    def get_frames(self) -> Dict[str, pd.DataFrame]:
+        """``train`` and ``valid`` rows (image, mask paths): from the two CSVs, or split from ``folds_csv``."""
+        if self.folds_csv is None:
+            return {mode: read_pairs_csv(path) for mode, path in self.csv.items()}
+        frame = read_pairs_csv(self.folds_csv)
+        if "fold" not in frame.columns or not pd.api.types.is_integer_dtype(frame["fold"]):
+            raise CarsegError(f"{self.folds_csv}: needs an integer fold column; re-run bin/prepare_dataset.py --folds K")
+        folds = sorted(frame["fold"].unique().tolist())
+        if self.valid_fold not in folds:
+            raise CarsegError(
+                f"{self.folds_csv}: valid_fold={self.valid_fold} is not a fold in it; use one of {', '.join(map(str, folds))}"
+            )
+        if len(folds) < 2:
+            raise CarsegError(f"{self.folds_csv}: only fold {folds[0]} in it, nothing left to train on; re-run bin/prepare_dataset.py --folds K")
+        valid = frame["fold"] == self.valid_fold
+        return {"train": frame[~valid].reset_index(drop=True), "valid": frame[valid].reset_index(drop=True)}
+
     def get_datasets(self) -> "OrderedDict[str, SegmentationDataset]":
         """``train`` and ``valid`` datasets from the CSVs."""
         return OrderedDict(
-            (mode, SegmentationDataset(read_pairs_csv(path), self.get_transforms(mode), self.image_size))
-            for mode, path in self.csv.items()
+            (mode, SegmentationDataset(frame, self.get_transforms(mode), self.image_size))
+            for mode, frame in self.get_frames().items()
         )
 
     def get_loaders(self) -> "OrderedDict[str, DataLoader]":

@@ -1,4 +1,4 @@
-"""``bin/prepare_dataset.py``: pair Carvana-layout images and masks and write train/valid CSVs."""
+"""``bin/prepare_dataset.py``: pair Carvana-layout images and masks and write train/valid (and k-fold) CSVs."""
 import argparse
 import os
 import sys
@@ -7,8 +7,10 @@ from typing import List, Optional
 
 import pandas as pd
 
-from carseg.data.pairs import check_pairs, pair_by_name, split_by_car
+from carseg.data.pairs import car_id, check_pairs, folds_by_car, pair_by_name, split_by_car
 from carseg.errors import CarsegError, one_line
+
+FOLDS_CSV = "dataset_folds.csv"
 
 
 def _names(paths: List[Path], limit: int = 3) -> str:
@@ -23,8 +25,15 @@ def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def prepare(datapath: Path, valid_size: float, random_state: int, mask_suffix: str, skip_unmatched: bool) -> str:
-    """Pair, check, split and write ``dataset_{train,valid}.csv``; return a summary."""
+def _cars(frame: pd.DataFrame) -> int:
+    return frame["image"].map(lambda p: car_id(Path(p))).nunique()
+
+
+def prepare(
+    datapath: Path, valid_size: float, random_state: int, mask_suffix: str, skip_unmatched: bool, folds: Optional[int] = None
+) -> str:
+    """Pair, check, split and write ``dataset_{train,valid}.csv`` (and with ``folds``, ``dataset_folds.csv``
+    with an ``image,mask,fold`` row per pair); return a summary."""
     image_dir, mask_dir = datapath / "train", datapath / "train_masks"
     pairing = pair_by_name(image_dir, mask_dir, mask_suffix)
     unmatched = []
@@ -40,13 +49,19 @@ def prepare(datapath: Path, valid_size: float, random_state: int, mask_suffix: s
         raise CarsegError(f"{image_dir}: no image/mask pairs found (expected NAME.jpg with {mask_dir.name}/NAME{mask_suffix}.gif)")
     check_pairs(pairing.pairs)
     train, valid = split_by_car(pairing.pairs, valid_size, random_state)
+    folded = folds_by_car(pairing.pairs, folds) if folds else None  # fails (too few cars) before anything is written
     write_csv_atomic(train, datapath / "dataset_train.csv")
     write_csv_atomic(valid, datapath / "dataset_valid.csv")
-    cars = lambda frame: frame["image"].map(lambda p: Path(p).stem.rsplit("_", 1)[0]).nunique()
-    return (
-        f"{len(pairing.pairs)} pairs checked; train: {len(train)} images of {cars(train)} cars -> {datapath / 'dataset_train.csv'}; "
-        f"valid: {len(valid)} images of {cars(valid)} cars -> {datapath / 'dataset_valid.csv'}"
+    summary = (
+        f"{len(pairing.pairs)} pairs checked; train: {len(train)} images of {_cars(train)} cars -> {datapath / 'dataset_train.csv'}; "
+        f"valid: {len(valid)} images of {_cars(valid)} cars -> {datapath / 'dataset_valid.csv'}"
     )
+    if folded is not None:
+        write_csv_atomic(folded, datapath / FOLDS_CSV)
+        summary += f"\n{folds} folds grouped by car id -> {datapath / FOLDS_CSV}"
+        for fold, part in folded.groupby("fold"):
+            summary += f"\n  fold {fold}: {len(part)} images of {_cars(part)} cars"
+    return summary
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -56,11 +71,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--random-state", type=int, default=42)
     parser.add_argument("--mask-suffix", default="_mask", help="mask name = image name + suffix")
     parser.add_argument("--skip-unmatched", action="store_true", help="warn about unmatched files instead of failing")
+    parser.add_argument("--folds", type=int, metavar="K",
+                        help=f"also write {FOLDS_CSV} (image,mask,fold) with K >= 2 folds grouped by car id")
     args = parser.parse_args(argv)
     if not 0.0 < args.valid_size < 1.0:
         parser.error("--valid-size must be between 0 and 1")
+    if args.folds is not None and args.folds < 2:
+        parser.error("--folds must be at least 2")
     try:
-        print(prepare(args.datapath, args.valid_size, args.random_state, args.mask_suffix, args.skip_unmatched))
+        print(prepare(args.datapath, args.valid_size, args.random_state, args.mask_suffix, args.skip_unmatched, args.folds))
     except CarsegError as exc:
         print(f"prepare_dataset.py: error: {one_line(exc)}", file=sys.stderr)
         return 1

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pandas as pd
-from sklearn.model_selection import GroupShuffleSplit
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit
 
 from carseg.data.images import IMAGE_SUFFIXES, MASK_SUFFIXES, image_size, read_mask
 from carseg.errors import CarsegError
@@ -68,14 +68,33 @@ def car_id(image: Path) -> str:
     return stem.rsplit("_", 1)[0] if "_" in stem else stem
 
 
+def _pairs_frame(pairs: List[Tuple[Path, Path]]) -> pd.DataFrame:
+    """``image,mask`` columns with absolute paths, one row per pair, in the given order."""
+    return pd.DataFrame({"image": [str(i.resolve()) for i, _ in pairs], "mask": [str(m.resolve()) for _, m in pairs]})
+
+
 def split_by_car(pairs: List[Tuple[Path, Path]], valid_size: float, random_state: int) -> Tuple[pd.DataFrame, pd.DataFrame]:
     """Split so that all views of one car land on the same side (no near-duplicate leakage)."""
-    frame = pd.DataFrame(
-        {"image": [str(i.resolve()) for i, _ in pairs], "mask": [str(m.resolve()) for _, m in pairs]}
-    )
+    frame = _pairs_frame(pairs)
     groups = [car_id(i) for i, _ in pairs]
     if len(set(groups)) < 2:
         raise CarsegError(f"only {len(set(groups))} car id found in {pairs[0][0].parent}; a grouped split needs at least 2 cars")
     splitter = GroupShuffleSplit(n_splits=1, test_size=valid_size, random_state=random_state)
     train_idx, valid_idx = next(splitter.split(frame, groups=groups))
     return frame.iloc[train_idx].reset_index(drop=True), frame.iloc[valid_idx].reset_index(drop=True)
+
+
+def folds_by_car(pairs: List[Tuple[Path, Path]], folds: int) -> pd.DataFrame:
+    """``image,mask,fold`` with ``fold`` in ``0..folds-1`` from sklearn's GroupKFold over car ids: all views
+    of a car share a fold, and folds hold about the same number of images (deterministic, no shuffling)."""
+    frame = _pairs_frame(pairs)
+    groups = [car_id(i) for i, _ in pairs]
+    cars = len(set(groups))
+    if cars < folds:
+        where = pairs[0][0].parent if pairs else "the dataset"
+        fix = f"pass --folds {cars} or fewer" if cars >= 2 else "k-fold needs at least 2 cars"
+        raise CarsegError(f"{where}: {cars} car ids for {folds} folds; every fold needs at least one car: {fix}")
+    frame["fold"] = -1
+    for fold, (_, valid_idx) in enumerate(GroupKFold(n_splits=folds).split(frame, groups=groups)):
+        frame.loc[valid_idx, "fold"] = fold
+    return frame
