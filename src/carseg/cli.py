@@ -1,4 +1,4 @@
-"""The ``catalyst-dl`` command: ``run`` trains from YAML configs, ``trace`` exports TorchScript."""
+"""The ``catalyst-dl`` command: ``run`` trains from YAML configs, ``trace`` exports TorchScript, ``plot`` draws curves."""
 import argparse
 import importlib
 import sys
@@ -48,6 +48,20 @@ def run(args: argparse.Namespace) -> None:
             raise cause from None
         raise CarsegError(f"{source}: {str(exc).split(':')[0]}: {type(cause).__name__}: {cause}") from exc
     run_from_params(params)
+    from carseg.curves import plot_curves
+
+    for logdir in logdirs:
+        try:
+            print(f"training curves -> {plot_curves(Path(logdir))}")
+        except CarsegError as exc:  # a finished training run must not fail on its plot
+            print(f"catalyst-dl run: warning: no curves: {one_line(exc)}", file=sys.stderr)
+
+
+def plot(args: argparse.Namespace) -> None:
+    """Draw loss, Dice and IoU per loader per epoch from LOGDIR's CSV logs into LOGDIR/curves.png."""
+    from carseg.curves import plot_curves
+
+    print(plot_curves(args.logdir))
 
 
 def trace(args: argparse.Namespace) -> None:
@@ -79,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     trace_parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     trace_parser.add_argument("--out", type=Path, help="output file (default: LOGDIR/trace/traced-best-forward.pth)")
     trace_parser.set_defaults(func=trace)
+
+    plot_parser = commands.add_parser("plot", help="draw training curves from LOGDIR's CSV logs into LOGDIR/curves.png")
+    plot_parser.add_argument("logdir", type=Path)
+    plot_parser.set_defaults(func=plot)
     return parser
 
 

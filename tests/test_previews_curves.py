@@ -1,0 +1,118 @@
+"""Prediction previews (PNG + TensorBoard) during ``catalyst-dl run``, and training curves from the CSV logs."""
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from carseg.callbacks import PredictionPreviewCallback, preview_grid
+from carseg.curves import plot_curves, read_metrics_csv
+from carseg.errors import CarsegError
+from carseg.prepare import main as prepare
+
+from test_cli import catalyst_dl, overlay
+
+IMAGE_SIZE = (64, 96)  # the overlay's image_size
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory) -> Path:
+    """One tiny 2-epoch run of configs/demo.yml (which lists PredictionPreviewCallback); its logdir."""
+    folder = tmp_path_factory.mktemp("previews")
+    data = folder / "data"
+    shutil.copytree(tiny_dataset, data)
+    assert prepare(["--datapath", str(data)]) == 0
+    logdir = folder / "logs"
+    result = catalyst_dl("run", "--config", "configs/demo.yml", str(overlay(folder, data)), "--logdir", str(logdir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return logdir
+
+
+def expected_grid_shape(rows: int = 4):
+    zeros = np.zeros((rows, 3, *IMAGE_SIZE), np.float32)
+    return preview_grid(zeros, zeros[:, :1], zeros[:, :1], (0.5,) * 3, (0.25,) * 3).shape
+
+
+def test_previews_png_per_validation_epoch(trained):
+    previews = trained / "previews"
+    assert sorted(p.name for p in previews.iterdir()) == ["epoch_001.png", "epoch_002.png"]  # no temporary left
+    grid = cv2.imread(str(previews / "epoch_002.png"))
+    assert grid.shape == expected_grid_shape(4)
+    assert grid.shape[1] == 4 * IMAGE_SIZE[1] + 3 * 4  # photo | probability | true mask | errors, 4 px gaps
+    assert grid.std() > 10  # a picture, not a blank
+
+
+def test_previews_in_tensorboard(trained):
+    from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+
+    events = EventAccumulator(str(trained / "tensorboard" / "valid"), size_guidance={IMAGES: 0}).Reload()
+    assert "previews" in events.Tags()[IMAGES]
+    images = events.Images("previews")
+    assert [image.step for image in images] == [1, 2]
+    assert (images[-1].height, images[-1].width) == expected_grid_shape(4)[:2]
+
+
+def test_curves_from_run(trained):
+    path = plot_curves(trained)
+    assert path == trained / "curves.png"
+    picture = cv2.imread(str(path))
+    assert picture is not None and picture.shape[1] > 2 * picture.shape[0]  # three panels side by side
+    assert not list(trained.glob(".*.tmp"))
+
+
+def test_curves_need_csv_logs(tmp_path):
+    with pytest.raises(CarsegError, match="no CSV logs"):
+        plot_curves(tmp_path)
+    with pytest.raises(CarsegError, match="logdir not found"):
+        plot_curves(tmp_path / "missing")
+    assert not (tmp_path / "curves.png").exists()
+
+
+def test_csv_of_a_rerun_keeps_the_latest_run(tmp_path):
+    path = tmp_path / "valid.csv"
+    path.write_text("step,dice,loss\n1,0.1,0.9\n2,0.2,0.8\nstep,dice,iou,loss\n1,0.5,0.3,0.4\n2,0.6,0.4,0.3\n3,0.7")
+    series = read_metrics_csv(path)
+    assert series["step"] == [1, 2] and series["dice"] == [0.5, 0.6] and series["iou"] == [0.3, 0.4]
+
+
+class FakeRunner(SimpleNamespace):
+    def log_image(self, tag, image, scope=None):
+        self.logged.append((tag, image.shape, self.epoch_step))
+
+
+def run_loader(callback, runner, batches):
+    callback.on_loader_start(runner)
+    for batch in batches:
+        runner.batch = batch
+        callback.on_batch_end(runner)
+    callback.on_loader_end(runner)
+
+
+def batch(n: int, value: float = 0.0):
+    return {"features": torch.full((n, 3, *IMAGE_SIZE), value), "probs": torch.rand(n, 1, *IMAGE_SIZE),
+            "targets": (torch.rand(n, 1, *IMAGE_SIZE) > 0.5).float()}
+
+
+def test_callback_keeps_only_the_first_samples(tmp_path):
+    runner = FakeRunner(loader_key="valid", epoch_step=3, engine=SimpleNamespace(is_main_process=True),
+                        _logdir=str(tmp_path), logged=[])
+    callback = PredictionPreviewCallback(num_images=5)
+    untouched = batch(4)
+    untouched["features"] = None  # slicing it would fail: the third batch must not be read at all
+    run_loader(callback, runner, [batch(4), batch(4), untouched])
+    assert runner.logged == [("previews", expected_grid_shape(5), 3)]
+    assert cv2.imread(str(tmp_path / "previews" / "epoch_003.png")).shape == expected_grid_shape(5)
+
+    runner.loader_key, runner.logged = "train", []  # another loader: nothing kept, nothing written
+    run_loader(callback, runner, [batch(4)])
+    assert runner.logged == []
+
+
+def test_callback_names_a_missing_key(tmp_path):
+    runner = FakeRunner(loader_key="valid", epoch_step=1, engine=SimpleNamespace(is_main_process=True),
+                        _logdir=None, logged=[])
+    with pytest.raises(CarsegError, match="no 'probabilities'.*output_key"):
+        run_loader(PredictionPreviewCallback(output_key="probabilities"), runner, [batch(2)])
