@@ -3,12 +3,11 @@ from pathlib import Path
 from typing import Dict, Tuple
 
 import albumentations as A
-import cv2
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from carseg.data.images import read_image, read_mask
+from carseg.data.images import image_size, read_image, read_mask
 from carseg.errors import CarsegError
 
 
@@ -49,9 +48,7 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         image_path, mask_path = Path(self.images[index]), Path(self.masks[index])
-        mask = read_mask(mask_path)
-        image = read_image(image_path, target_hw=self.decode_hw, full_hw=mask.shape[:2])
-        if mask.shape[:2] != image.shape[:2]:
-            mask = cv2.resize(mask, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        image = read_image(image_path, target_hw=self.decode_hw, full_hw=image_size(mask_path))
+        mask = read_mask(mask_path, out_hw=image.shape[:2])  # at the reduced decode size
         sample = self.transforms(image=image, mask=mask)
         return {"features": sample["image"], "targets": sample["mask"].unsqueeze(0).float()}
