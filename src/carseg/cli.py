@@ -1,9 +1,10 @@
-"""The ``catalyst-dl`` command: ``run`` trains from YAML configs, ``trace`` exports TorchScript, ``plot`` draws curves."""
+"""The ``catalyst-dl`` command: ``run`` trains from YAML configs, ``trace`` exports TorchScript, ``plot`` draws curves, ``tune`` searches hyperparameters."""
 import argparse
 import importlib
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from carseg.errors import CarsegError, one_line
 
@@ -23,11 +24,8 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def run(args: argparse.Namespace) -> None:
-    """Merge, validate and run the configs through Catalyst's config runner."""
-    from catalyst.contrib.scripts.run import run_from_params
-    from catalyst.registry import REGISTRY
-
+def _load(args: argparse.Namespace) -> Tuple[Dict[str, Any], str]:
+    """Merged, overridden and validated config, and a name for it in messages."""
     import carseg  # noqa: F401 - registers carseg's names
     from carseg import config as cfg
 
@@ -37,24 +35,53 @@ def run(args: argparse.Namespace) -> None:
     cfg.apply_overrides(config, logdir=args.logdir, seed=args.seed, check=args.check or None, verbose=args.verbose or None)
     source = " + ".join(str(p) for p in args.configs)
     cfg.validate(config, source)
-    logdirs = {entry["logdir"] for entry in cfg.train_calls(config) if entry.get("logdir")}
-    for logdir in logdirs:
-        cfg.save_config(config, Path(logdir), args.configs)
+    return config, source
+
+
+@contextmanager
+def _building(source: str) -> Iterator[None]:
+    """hydra-slayer wraps factory errors: report the factory and the root cause in one line."""
     try:
-        params = REGISTRY.get_from_params(**config)
-    except RuntimeError as exc:  # hydra-slayer wraps factory errors: report the factory and the cause
+        yield
+    except RuntimeError as exc:
         cause = _root_cause(exc)
         if isinstance(cause, CarsegError):
             raise cause from None
         raise CarsegError(f"{source}: {str(exc).split(':')[0]}: {type(cause).__name__}: {cause}") from exc
-    run_from_params(params)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Merge, validate and run the configs through Catalyst's config runner."""
+    from catalyst.contrib.scripts.run import run_from_params
+    from catalyst.registry import REGISTRY
+
+    from carseg.config import save_config, train_calls
     from carseg.curves import plot_curves
 
+    config, source = _load(args)
+    logdirs = {entry["logdir"] for entry in train_calls(config) if entry.get("logdir")}
+    for logdir in logdirs:
+        save_config(config, Path(logdir), args.configs)
+    with _building(source):
+        params = REGISTRY.get_from_params(**config)
+    run_from_params(params)
     for logdir in logdirs:
         try:
             print(f"training curves -> {plot_curves(Path(logdir))}")
         except CarsegError as exc:  # a finished training run must not fail on its plot
             print(f"catalyst-dl run: warning: no curves: {one_line(exc)}", file=sys.stderr)
+
+
+def tune(args: argparse.Namespace) -> None:
+    """Optuna search over the values the configs mark ``_var_: trial.suggest_*``."""
+    from carseg.config import train_calls
+    from carseg.tuning import tune as run_study
+
+    config, source = _load(args)
+    logdir = Path(args.logdir or next((e["logdir"] for e in train_calls(config) if e.get("logdir")), "./logs/tune"))
+    with _building(source):
+        best = run_study(config, logdir, args.n_trials, args.timeout, sources=args.configs)
+    print(f"best trial {best['trial']}: {best['value']:.4f} with {best['params']} -> {logdir / 'tune' / 'best.yml'}")
 
 
 def plot(args: argparse.Namespace) -> None:
@@ -71,20 +98,31 @@ def trace(args: argparse.Namespace) -> None:
     trace_logdir(args.logdir, checkpoint=args.checkpoint, image_size=args.image_size, device=args.device, out=args.out)
 
 
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``run`` and ``tune``."""
+    parser.add_argument("--config", "--configs", "-C", dest="configs", nargs="+", type=Path, required=True, metavar="CONFIG")
+    parser.add_argument("--logdir", type=str, help="override the logdir of every train call")
+    parser.add_argument("--expdir", type=Path, help="a Python package to import first (its registry additions)")
+    parser.add_argument("--check", action="store_true", help="run a few batches only, to check the setup")
+    parser.add_argument("--seed", type=int, help="override the random seed")
+    parser.add_argument("--verbose", action="store_true", help="show a progress bar")
+    parser.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override a config value: dotted KEY (integers index lists), YAML VALUE; repeatable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="catalyst-dl", description="carseg: train car segmentation from YAML and export it.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run_parser = commands.add_parser("run", help="train from one or more YAML configs (later ones override earlier)")
-    run_parser.add_argument("--config", "--configs", "-C", dest="configs", nargs="+", type=Path, required=True, metavar="CONFIG")
-    run_parser.add_argument("--logdir", type=str, help="override the logdir of every train call")
-    run_parser.add_argument("--expdir", type=Path, help="a Python package to import first (its registry additions)")
-    run_parser.add_argument("--check", action="store_true", help="run a few batches only, to check the setup")
-    run_parser.add_argument("--seed", type=int, help="override the random seed")
-    run_parser.add_argument("--verbose", action="store_true", help="show a progress bar")
-    run_parser.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                            help="override a config value: dotted KEY (integers index lists), YAML VALUE; repeatable")
+    _add_config_options(run_parser)
     run_parser.set_defaults(func=run)
+
+    tune_parser = commands.add_parser("tune", help="Optuna search over config values marked '_var_: trial.suggest_*'")
+    _add_config_options(tune_parser)
+    tune_parser.add_argument("--n-trials", type=int, default=10, help="number of trainings (default 10)")
+    tune_parser.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    tune_parser.set_defaults(func=tune)
 
     trace_parser = commands.add_parser("trace", help="turn a logdir's checkpoint into a TorchScript file for inference")
     trace_parser.add_argument("logdir", type=Path)
