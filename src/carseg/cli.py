@@ -95,7 +95,8 @@ def trace(args: argparse.Namespace) -> None:
     """Trace the best (or given) checkpoint of LOGDIR into a self-describing TorchScript file."""
     from carseg.tracing import trace_logdir
 
-    trace_logdir(args.logdir, checkpoint=args.checkpoint, image_size=args.image_size, device=args.device, out=args.out)
+    trace_logdir(args.logdir, checkpoint=args.checkpoint, image_size=args.image_size, device=args.device, out=args.out,
+                 onnx=args.onnx)
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace_parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="tracing input size (default: the training size)")
     trace_parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     trace_parser.add_argument("--out", type=Path, help="output file (default: LOGDIR/trace/traced-best-forward.pth)")
+    trace_parser.add_argument("--onnx", action="store_true", help="also export ONNX beside it (same name, .onnx)")
     trace_parser.set_defaults(func=trace)
 
     plot_parser = commands.add_parser("plot", help="draw training curves from LOGDIR's CSV logs into LOGDIR/curves.png")

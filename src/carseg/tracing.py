@@ -16,6 +16,8 @@ from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, as_hw
 from carseg.errors import CarsegError
 from carseg.predictor import METADATA_FILE
 
+ONNX_TOLERANCE = 1e-3  # logits; a difference this small does not move a 0.5 threshold visibly
+
 
 def build_model(config: Dict[str, Any], source: Path) -> torch.nn.Module:
     """Instantiate the config's top-level ``model:`` without downloading pretrained weights."""
@@ -66,8 +68,11 @@ def metadata(config: Dict[str, Any], image_hw: Sequence[int], checkpoint: Path) 
 
 
 def trace_logdir(logdir: Path, checkpoint: str = "best", image_size: Optional[Sequence[int]] = None,
-                 device: str = "cpu", out: Optional[Path] = None) -> Path:
-    """Trace LOGDIR's model and write ``LOGDIR/trace/traced-<checkpoint>-forward.pth`` (or ``out``)."""
+                 device: str = "cpu", out: Optional[Path] = None, onnx: bool = False) -> Path:
+    """Trace LOGDIR's model and write ``LOGDIR/trace/traced-<checkpoint>-forward.pth`` (or ``out``).
+
+    With ``onnx``, also export ``<same name>.onnx`` beside it (same metadata, dynamic batch and size).
+    """
     logdir = Path(logdir)
     config_path = logdir / "configs" / MERGED_CONFIG
     if not config_path.is_file():
@@ -102,4 +107,33 @@ def trace_logdir(logdir: Path, checkpoint: str = "best", image_size: Optional[Se
     os.replace(tmp, out)
     print(f"traced {meta['model']} from {weights} at {image_hw[0]}x{image_hw[1]}: "
           f"max |traced - eager| = {max_diff:.2e} -> {out}")
+    if onnx:
+        export_onnx(model.cpu(), example.cpu(), check.cpu(), out.with_suffix(".onnx"), meta)
+    return out
+
+
+def export_onnx(model: torch.nn.Module, example: torch.Tensor, check: torch.Tensor, out: Path, meta: Dict[str, Any]) -> Path:
+    """Export with Catalyst's ``onnx_export`` (dynamic batch, height, width), store the metadata in the
+    model's properties, and check onnxruntime against eager at another size."""
+    import numpy as np
+    import onnx as onnx_lib
+    import onnxruntime
+    from catalyst.utils.onnx import onnx_export
+
+    tmp = out.with_name(f".{out.name}.tmp")
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        onnx_export(model, example, str(tmp), input_names=["image"], output_names=["logits"],
+                    dynamic_axes={"image": axes, "logits": axes}, opset_version=18, do_constant_folding=True)
+    proto = onnx_lib.load(str(tmp))
+    onnx_lib.helper.set_model_props(proto, {METADATA_FILE: json.dumps(meta)})
+    onnx_lib.save(proto, str(tmp))
+    session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        max_diff = float(np.abs(session.run(None, {"image": check.numpy()})[0] - model(check).numpy()).max())
+    if max_diff > ONNX_TOLERANCE:
+        raise CarsegError(f"{out}: ONNX and eager outputs differ by {max_diff:.2e} (> {ONNX_TOLERANCE}); use the TorchScript file")
+    os.replace(tmp, out)
+    print(f"exported ONNX: max |onnxruntime - eager| = {max_diff:.2e} at {check.shape[2]}x{check.shape[3]} -> {out}")
     return out
