@@ -1,0 +1,444 @@
+#!/usr/bin/env python
+"""Training-side speed, measured side by side in one run and printed as ratios.
+
+(a) data: per-sample cost of this project's training data path (``SegmentationDataset`` with
+    ``Experiment(...).get_transforms(mode)``: reduced-scale JPEG decode, mask resized in PIL) vs
+    the Catalyst segmentation tutorial's path (imageio full decode of the JPEG and the GIF mask,
+    then LongestMaxSize + PadIfNeeded + Normalize + ToTensorV2). Items are read directly
+    (num_workers=0), each path in its own freshly forked process, as a DataLoader worker runs
+    it: 1 torch thread, 1 cv2 thread, the allocator state of that path alone.  goal: >= 2.5x
+(b) loop: one epoch (train + valid) through Catalyst's SupervisedRunner with CPUEngine and the
+    demo config's metric callbacks vs a plain PyTorch loop doing the same work (forward, loss,
+    backward, step, Dice/IoU) on the same in-memory batches: framework overhead.  goal: <= 1.10x
+
+    python benchmarks/train_benchmark.py                    # generates 40 synthetic 1918x1280 photos
+    python benchmarks/train_benchmark.py --data-dir data    # Carvana layout: train/*.jpg, train_masks/*_mask.gif
+"""
+import argparse
+import contextlib
+import io
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import albumentations as A
+import cv2
+import imageio.v2 as imageio
+import pandas as pd
+import torch
+from albumentations.pytorch import ToTensorV2
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from carseg.data.dataset import SegmentationDataset
+from carseg.data.images import image_size, read_image, read_mask
+from carseg.data.pairs import pair_by_name
+from carseg.errors import CarsegError
+from carseg.experiment import Experiment
+from carseg.losses import BCEDiceLoss
+from carseg.models.unet import UNet
+
+try:  # the loaders' per-worker setup (cv2 threads); private, so optional
+    from carseg.experiment import _worker_init
+except ImportError:
+    _worker_init = None
+
+DATA_GOAL, LOOP_GOAL, MIN_MASK_IOU = 2.5, 1.10, 0.98
+STEPS = ("image", "mask", "transforms")
+
+
+# ----------------------------------------------------------------------------- (a) data path
+class TutorialDataset(Dataset):
+    """The Catalyst segmentation tutorial's dataset: full imageio decode of image and mask."""
+
+    def __init__(self, images: Sequence[Path], masks: Sequence[Path], transforms: A.Compose):
+        self.images, self.masks, self.transforms = list(images), list(masks), transforms
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, idx: int) -> Dict[str, torch.Tensor]:
+        image = imageio.imread(self.images[idx])
+        mask = imageio.imread(self.masks[idx])
+        if mask.ndim == 3:  # imageio returns a palette GIF as RGB
+            mask = mask[..., 0]
+        sample = self.transforms(image=image, mask=mask)
+        # Same output contract as ours, so both do the same work downstream.
+        return {"features": sample["image"], "targets": (sample["mask"] > 0).unsqueeze(0).float()}
+
+
+def tutorial_transforms(image_hw: Tuple[int, int]) -> A.Compose:
+    height, width = image_hw
+    return A.Compose([
+        A.LongestMaxSize(max_size=max(image_hw)),
+        A.PadIfNeeded(height, width, border_mode=cv2.BORDER_CONSTANT),
+        A.Normalize(),
+        ToTensorV2(),
+    ])
+
+
+# The breakdowns: each ``__getitem__`` one call at a time -> (item, CPU seconds of each of STEPS).
+# check_outputs() verifies that both still return exactly what ``__getitem__`` does.
+def our_steps(ds: SegmentationDataset, idx: int) -> Tuple[Dict[str, torch.Tensor], List[float]]:
+    image_path, mask_path = Path(ds.images[idx]), Path(ds.masks[idx])
+    t = [time.process_time()]
+    image = read_image(image_path, target_hw=ds.decode_hw, full_hw=image_size(mask_path))
+    t.append(time.process_time())
+    mask = read_mask(mask_path, out_hw=image.shape[:2])
+    t.append(time.process_time())
+    sample = ds.transforms(image=image, mask=mask)
+    item = {"features": sample["image"], "targets": sample["mask"].unsqueeze(0).float()}
+    t.append(time.process_time())
+    return item, [b - a for a, b in zip(t, t[1:])]
+
+
+def tutorial_steps(ds: TutorialDataset, idx: int) -> Tuple[Dict[str, torch.Tensor], List[float]]:
+    t = [time.process_time()]
+    image = imageio.imread(ds.images[idx])
+    t.append(time.process_time())
+    mask = imageio.imread(ds.masks[idx])
+    mask = mask[..., 0] if mask.ndim == 3 else mask
+    t.append(time.process_time())
+    sample = ds.transforms(image=image, mask=mask)
+    item = {"features": sample["image"], "targets": (sample["mask"] > 0).unsqueeze(0).float()}
+    t.append(time.process_time())
+    return item, [b - a for a, b in zip(t, t[1:])]
+
+
+STEP_FNS = {"ours": our_steps, "tutorial": tutorial_steps}
+
+
+def our_dataset(pairs, image_hw, mode: str) -> SegmentationDataset:
+    """The project's dataset with ``Experiment(...).get_transforms(mode)``, as get_datasets builds it."""
+    experiment = Experiment(train_csv="unused.csv", valid_csv="unused.csv", image_size=list(image_hw))
+    frame = pd.DataFrame({"image": [str(i) for i, _ in pairs], "mask": [str(m) for _, m in pairs]})
+    return SegmentationDataset(frame, experiment.get_transforms(mode), experiment.image_size)
+
+
+def make_dataset(name: str, pairs, image_hw, mode: str) -> Dataset:
+    if name == "tutorial":
+        return TutorialDataset([i for i, _ in pairs], [m for _, m in pairs], tutorial_transforms(image_hw))
+    return our_dataset(pairs, image_hw, mode)
+
+
+def full_pass(dataset: Dataset) -> Tuple[float, float]:
+    """(CPU seconds, wall seconds) per sample for one pass over the dataset's items (no DataLoader).
+
+    The process is single-threaded here, so its CPU time is the per-sample cost, and unlike
+    wall time it does not grow when other jobs on the machine take the core away.
+    """
+    cpu, wall = time.process_time(), time.perf_counter()
+    for i in range(len(dataset)):
+        dataset[i]
+    return (time.process_time() - cpu) / len(dataset), (time.perf_counter() - wall) / len(dataset)
+
+
+def breakdown(name: str, dataset: Dataset) -> Dict[str, float]:
+    """Median CPU ms per sample of each of ``STEPS``."""
+    times = [STEP_FNS[name](dataset, i)[1] for i in range(len(dataset))]
+    return {step: 1e3 * statistics.median(col) for step, col in zip(STEPS, zip(*times))}
+
+
+def check_outputs(pairs, image_hw, mode: str) -> str:
+    """Same shapes and dtypes as the tutorial's, masks agree closely; the step functions == ``__getitem__``."""
+    datasets = {name: make_dataset(name, pairs, image_hw, mode) for name in STEP_FNS}
+    ious, diffs = [], []
+    for i in range(min(len(pairs), 8)):
+        a, b = datasets["ours"][i], datasets["tutorial"][i]
+        for key in ("features", "targets"):
+            if a[key].shape != b[key].shape or a[key].dtype != b[key].dtype:
+                raise SystemExit(f"output mismatch for {key}: ours {a[key].shape} {a[key].dtype}, "
+                                 f"tutorial {b[key].shape} {b[key].dtype}")
+        for name, item in (("ours", a), ("tutorial", b)):
+            stepwise = STEP_FNS[name](datasets[name], i)[0]
+            if any(not torch.equal(item[key], stepwise[key]) for key in item):
+                raise SystemExit(f"{STEP_FNS[name].__name__}() no longer matches {name}'s __getitem__ (item {i})")
+        ma, mb = a["targets"], b["targets"]
+        ious.append(float((ma * mb).sum() / ((ma + mb).clamp(max=1).sum() + 1e-9)))
+        diffs.append(float((a["features"] - b["features"]).abs().mean()))
+    if min(ious) < MIN_MASK_IOU:
+        raise SystemExit(f"masks differ from the tutorial's: IoU {min(ious):.4f} < {MIN_MASK_IOU}")
+    return (f"outputs: same shapes/dtypes; mask IoU ours vs tutorial >= {min(ious):.4f}; mean |features ours - "
+            f"tutorial| {statistics.mean(diffs):.3f} (INTER_AREA from the 1/4-scale decode vs INTER_LINEAR)")
+
+
+def _data_child(conn, name, pairs, image_hw, mode, passes, with_breakdown) -> None:
+    """One data path in a fresh forked process, as in a DataLoader worker; sends its timings."""
+    try:
+        cv2.setNumThreads(1)
+        torch.set_num_threads(1)  # what DataLoader does in each worker
+        if name == "ours" and _worker_init is not None:
+            _worker_init(0)  # the Experiment's own loader-worker setup
+        dataset = make_dataset(name, pairs, image_hw, mode)
+        full_pass(dataset)  # warm-up: page cache, first-call costs, allocator
+        cpu, wall = min(full_pass(dataset) for _ in range(passes))
+        parts = breakdown(name, dataset) if with_breakdown else None
+        conn.send({"cpu": cpu, "wall": wall, "breakdown": parts})
+    except BaseException as exc:  # report, never hang the parent
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        conn.close()
+
+
+def run_child(*args) -> dict:
+    ctx = multiprocessing.get_context("fork")  # how DataLoader starts workers on Linux
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_data_child, args=(child, *args))
+    proc.start()
+    child.close()
+    result = parent.recv()
+    proc.join()
+    if "error" in result:
+        raise SystemExit(f"(a) {args[0]}: {result['error']}")
+    return result
+
+
+def bench_data(pairs, image_hw, mode: str, rounds: int, passes: int) -> dict:
+    """Each round times both paths, each in its own fresh forked process, alternating which goes first."""
+    results = {"ours": [], "tutorial": []}
+    for r in range(rounds):
+        for name in (("ours", "tutorial") if r % 2 == 0 else ("tutorial", "ours")):
+            results[name].append(run_child(name, pairs, image_hw, mode, passes, r == rounds - 1))
+    ms = {name: 1e3 * statistics.median(x["cpu"] for x in v) for name, v in results.items()}
+    per_round = [t["cpu"] / o["cpu"] for t, o in zip(results["tutorial"], results["ours"])]
+    return {
+        "ms": ms,
+        "wall_ms": {name: 1e3 * statistics.median(x["wall"] for x in v) for name, v in results.items()},
+        "ratio": ms["tutorial"] / ms["ours"],
+        "ratio_range": (min(per_round), max(per_round)),
+        "breakdown": {name: v[-1]["breakdown"] for name, v in results.items()},
+        "check": check_outputs(pairs, image_hw, mode),
+    }
+
+
+# ----------------------------------------------------------------------------- (b) training loop
+def build_batches(dataset: Dataset, batch_size: int, count: int) -> List[Dict[str, torch.Tensor]]:
+    """``count`` batches from the dataset's samples (cycled if there are too few)."""
+    samples = [dataset[i] for i in range(min(len(dataset), batch_size * count))]
+    batches = []
+    for b in range(count):
+        items = [samples[(b * batch_size + k) % len(samples)] for k in range(batch_size)]
+        batches.append({key: torch.stack([it[key] for it in items]) for key in ("features", "targets")})
+    return batches
+
+
+def _first(items):
+    return items[0]
+
+
+def make_loaders(train, valid) -> "OrderedDict[str, DataLoader]":
+    """Plain DataLoaders yielding the pre-built batches (batch_size=1 of a batch: Catalyst needs a batch_sampler)."""
+    return OrderedDict(  # a list of batches is a map-style dataset; each item is one whole batch
+        (name, DataLoader(batches, batch_size=1, collate_fn=_first, shuffle=False, num_workers=0))
+        for name, batches in (("train", train), ("valid", valid))
+    )
+
+
+def _stats(probs: torch.Tensor, targets: torch.Tensor, threshold: float = 0.5):
+    pred = (probs > threshold).float()
+    tp = (pred * targets).sum()
+    fp = (pred * (1 - targets)).sum()
+    fn = ((1 - pred) * targets).sum()
+    return tp, fp, fn
+
+
+def plain_epoch(model, criterion, optimizer, loaders) -> Dict[str, float]:
+    """What the Catalyst run does, by hand: train + valid, loss and Dice/IoU (batch + epoch)."""
+    metrics = {}
+    eps = 1e-7
+    for name, loader in loaders.items():
+        train = name == "train"
+        model.train(train)
+        loss_sum, n, tp_sum, fp_sum, fn_sum = 0.0, 0, 0.0, 0.0, 0.0
+        with torch.set_grad_enabled(train):
+            for batch in loader:
+                logits = model(batch["features"])
+                loss = criterion(logits, batch["targets"])
+                if train:
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                with torch.no_grad():
+                    probs = torch.sigmoid(logits)
+                    tp, fp, fn = _stats(probs, batch["targets"])
+                    batch_dice = float(2 * tp / (2 * tp + fp + fn + eps))  # logged per batch, like Catalyst
+                    batch_iou = float(tp / (tp + fp + fn + eps))
+                    tp_sum, fp_sum, fn_sum = tp_sum + float(tp), fp_sum + float(fp), fn_sum + float(fn)
+                bs = batch["features"].shape[0]
+                loss_sum, n = loss_sum + float(loss) * bs, n + bs
+        metrics[name] = {"loss": loss_sum / n, "dice": 2 * tp_sum / (2 * tp_sum + fp_sum + fn_sum + eps),
+                         "iou": tp_sum / (tp_sum + fp_sum + fn_sum + eps), "last_batch": (batch_dice, batch_iou)}
+    return metrics
+
+
+def catalyst_epoch(model, criterion, optimizer, loaders) -> Dict[str, Dict[str, float]]:
+    from catalyst import dl
+
+    runner = dl.SupervisedRunner(input_key="features", output_key="logits", target_key="targets", loss_key="loss")
+    callbacks = [  # as in configs/demo.yml
+        dl.BatchTransformCallback(transform=torch.sigmoid, scope="on_batch_end", input_key="logits", output_key="probs"),
+        dl.DiceCallback(input_key="probs", target_key="targets", threshold=0.5),
+        dl.IOUCallback(input_key="probs", target_key="targets", threshold=0.5),
+    ]
+    runner.train(model=model, criterion=criterion, optimizer=optimizer, loaders=loaders, callbacks=callbacks,
+                 engine=dl.CPUEngine(), num_epochs=1, logdir=None, valid_loader="valid", valid_metric="loss",
+                 minimize_valid_metric=True, verbose=False, timeit=False)
+    return {name: dict(runner.epoch_metrics[name]) for name in loaders}
+
+
+def bench_loop(dataset, args) -> dict:
+    torch.manual_seed(0)
+    train = build_batches(dataset, args.batch_size, args.train_batches)
+    valid = build_batches(dataset, args.batch_size, args.valid_batches)
+    loaders = make_loaders(train, valid)
+    models = {
+        "unet": lambda: UNet(base_channels=args.base_channels, depth=4),
+        # Near-zero compute: what is left is the framework's own cost (plus the shared loss/metrics).
+        "tiny": lambda: torch.nn.Conv2d(3, 1, 1),
+    }
+    inits = {name: make().state_dict() for name, make in models.items()}
+
+    def run(kind: str, arch: str = "unet"):
+        torch.set_num_threads(args.threads)
+        model = models[arch]()
+        model.load_state_dict(inits[arch])
+        criterion = BCEDiceLoss()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+        fn = catalyst_epoch if kind == "catalyst" else plain_epoch
+        with contextlib.redirect_stdout(io.StringIO()):  # Catalyst's console logger; same sink for both
+            cpu, wall = time.process_time(), time.perf_counter()
+            metrics = fn(model, criterion, optimizer, loaders)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        if torch.get_num_threads() != args.threads:
+            raise SystemExit(f"{kind} changed torch threads to {torch.get_num_threads()}")
+        # One thread: CPU time is the cost and ignores other jobs on the box. More threads: CPU time
+        # would count OpenMP spin-waits, so wall time it is.
+        return (cpu if args.threads == 1 else wall), metrics
+
+    def alternate(arch: str, pairs: int) -> Dict[str, List[float]]:
+        times = {"plain": [], "catalyst": []}
+        for r in range(pairs):
+            for kind in (("plain", "catalyst") if r % 2 == 0 else ("catalyst", "plain")):
+                times[kind].append(run(kind, arch)[0])
+        return times
+
+    # Warm-up (one-time imports, allocator, oneDNN kernels), and proof that both did the same work.
+    (_, plain_m), (_, cat_m) = run("plain"), run("catalyst")
+    agree = max(abs(plain_m[ld][k] - cat_m[ld][k]) for ld in loaders for k in ("loss", "dice", "iou"))
+    times = alternate("unet", args.loop_repeats)
+    tiny = alternate("tiny", max(args.loop_repeats, 5))
+    per_pair = [c / p for c, p in zip(times["catalyst"], times["plain"])]
+    summary = ", ".join(f"{ld} loss {plain_m[ld]['loss']:.4f} dice {plain_m[ld]['dice']:.4f} iou {plain_m[ld]['iou']:.4f}"
+                        for ld in loaders)
+    return {
+        "timer": "process CPU time" if args.threads == 1 else "wall time",
+        "s": {k: statistics.median(v) for k, v in times.items()},
+        "ratio": statistics.median(per_pair),
+        "ratio_range": (min(per_pair), max(per_pair)),
+        "batches": len(train) + len(valid),
+        "overhead_ms": 1e3 * statistics.median(c - p for c, p in zip(tiny["catalyst"], tiny["plain"])),
+        "tiny_plain_ms": 1e3 * statistics.median(tiny["plain"]),
+        "check": f"metrics plain vs catalyst: max |diff| {agree:.2e} ({summary})",
+    }
+
+
+# ----------------------------------------------------------------------------- main
+def parse_hw(text: str) -> Tuple[int, int]:
+    parts = [int(p) for p in text.lower().replace("x", ",").split(",")]
+    return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, help="Carvana layout (train/*.jpg, train_masks/*_mask.gif); "
+                        "default: generate --num-images synthetic 1918x1280 photos in a temp dir")
+    parser.add_argument("--num-images", type=int, default=40, help="images used (and generated) [40]")
+    parser.add_argument("--image-size", type=parse_hw, default=(256, 384), help="(a) H,W [256,384]")
+    parser.add_argument("--mode", choices=("valid", "train"), default="valid",
+                        help="(a) which Experiment transforms (no augmentations configured either way) [valid]")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="(a) rounds; each runs both paths, each in a fresh forked process [3]")
+    parser.add_argument("--passes", type=int, default=2, help="(a) timed passes per process, best kept [2]")
+    parser.add_argument("--loop-size", type=parse_hw, default=(96, 144), help="(b) H,W of the batches [96,144]")
+    parser.add_argument("--batch-size", type=int, default=8, help="(b) [8]")
+    parser.add_argument("--train-batches", type=int, default=16, help="(b) [16]")
+    parser.add_argument("--valid-batches", type=int, default=4, help="(b) [4]")
+    parser.add_argument("--base-channels", type=int, default=16, help="(b) UNet width (depth 4) [16]")
+    parser.add_argument("--loop-repeats", type=int, default=3, help="(b) timed plain/catalyst pairs [3]")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for (b); 1 is stable on a shared 2-core box, use 2 on an idle one [1]")
+    parser.add_argument("--skip-data", action="store_true")
+    parser.add_argument("--skip-loop", action="store_true")
+    args = parser.parse_args(argv)
+
+    warnings.filterwarnings("ignore")
+    cv2.setNumThreads(1)  # per-sample cost on one core, as in a loader worker (Experiment's worker_init)
+    with tempfile.TemporaryDirectory(prefix="carseg-bench-") as tmp:
+        data_dir = args.data_dir
+        if data_dir is None:
+            from carseg.data.synthetic import generate_dataset
+
+            data_dir = Path(tmp) / "data"
+            views = 8
+            cars = -(-args.num_images // views)
+            print(f"generating {cars * views} synthetic 1918x1280 images in {data_dir} ...", flush=True)
+            with contextlib.redirect_stderr(io.StringIO()):
+                generate_dataset(data_dir, num_cars=cars, views=views, num_test_cars=0, size=(1918, 1280), seed=0)
+        try:
+            pairs = pair_by_name(data_dir / "train", data_dir / "train_masks").pairs[: args.num_images]
+        except CarsegError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        if not pairs:
+            print(f"{data_dir}: no train/*.jpg with train_masks/*_mask.gif pairs", file=sys.stderr)
+            return 2
+        with Image.open(pairs[0][0]) as img:
+            photo_size = "x".join(map(str, img.size))
+        print(f"data: {len(pairs)} pairs from {data_dir} ({photo_size} photos); torch {torch.__version__}, "
+              f"cv2 {cv2.__version__}, threads: cv2 1, torch 1 for (a) and {args.threads} for (b)", flush=True)
+
+        data = loop = None
+        if not args.skip_data:
+            t = time.perf_counter()
+            data = bench_data(pairs, args.image_size, args.mode, args.rounds, args.passes)
+            print(f"(a) done in {time.perf_counter() - t:.0f}s; {data['check']}", flush=True)
+        if not args.skip_loop:
+            t = time.perf_counter()
+            loop = bench_loop(our_dataset(pairs, args.loop_size, "valid"), args)
+            print(f"(b) done in {time.perf_counter() - t:.0f}s; {loop['check']}", flush=True)
+
+    h, w = args.image_size
+    print()
+    print(f"{'measure':<44}{'value':>12}  {'goal':>8}  status")
+    if data:
+        ms = data["ms"]
+        ok = "PASS" if data["ratio"] >= DATA_GOAL else "FAIL"
+        lo, hi = data["ratio_range"]
+        print(f"{f'(a) data {h}x{w}: ours vs tutorial, speed-up':<44}{data['ratio']:>11.2f}x  {'>= %.1fx' % DATA_GOAL:>8}  {ok}"
+              f"  (per round {lo:.2f}-{hi:.2f}x)")
+        for name, parts in data["breakdown"].items():
+            steps = " / ".join(f"{v:.1f}" for v in parts.values())
+            print(f"{'    ' + name + ' CPU ms/sample (samples/s)':<44}{ms[name]:>9.1f} ms  ({1e3 / ms[name]:.0f}/s; "
+                  f"wall {data['wall_ms'][name]:.1f} ms; {' / '.join(STEPS)}: {steps} ms)")
+    if loop:
+        ok = "PASS" if loop["ratio"] <= LOOP_GOAL else "FAIL"
+        lo, hi = loop["ratio_range"]
+        lh, lw = args.loop_size
+        print(f"{f'(b) epoch: catalyst / plain loop':<44}{loop['ratio']:>11.3f}x  {'<= %.2fx' % LOOP_GOAL:>8}  {ok}"
+              f"  (per pair {lo:.3f}-{hi:.3f}x)")
+        print(f"    plain {loop['s']['plain']:.2f} s, catalyst {loop['s']['catalyst']:.2f} s per epoch ({loop['timer']}, "
+              f"{args.threads} torch thread{'s' if args.threads > 1 else ''}): {loop['batches']} batches of {args.batch_size} "
+              f"at {lh}x{lw}, UNet(base {args.base_channels}, depth 4), AdamW, BCEDiceLoss, Dice+IoU")
+        print(f"{'    catalyst fixed cost (1x1-conv model)':<44}{loop['overhead_ms']:>9.0f} ms  per epoch "
+              f"({loop['overhead_ms'] / loop['batches']:.1f} ms/batch; plain epoch {loop['tiny_plain_ms']:.0f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
