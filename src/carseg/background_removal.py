@@ -1,4 +1,5 @@
 """``bin/car_segmentation.py``: stream a folder of photos through the Predictor and write cut-outs."""
+import ctypes
 import os
 import time
 import zlib
@@ -8,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Deque, Dict, List, Optional, Tuple
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, read_image, write_image_atomic
+from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, read_image
 from carseg.errors import CarsegError
 from carseg.predictor import Background, Predictor, cut_out
 
@@ -88,7 +90,12 @@ def plan_jobs(in_dir: Path, out_dir: Path, fmt: str, save_mask: bool, recursive:
 
 
 class PhotoDataset(Dataset):
-    """Decodes and preprocesses in loader workers; a bad file becomes an error record, not a crash."""
+    """Network inputs, decoded and preprocessed in loader workers; a bad file becomes an error record, not a crash.
+
+    The network input comes from a reduced-scale JPEG decode (``Predictor.read``); the full-size
+    photo is decoded only where the cut-out needs it, in the writer thread. So only small tensors
+    travel between processes (not 7 MB per photo), and the loader's prefetching costs no memory.
+    """
 
     def __init__(self, jobs: List[Job], predictor: Predictor):
         self.jobs, self.predictor = jobs, predictor
@@ -98,16 +105,53 @@ class PhotoDataset(Dataset):
 
     def __getitem__(self, index: int) -> Dict:
         try:
-            image = read_image(self.jobs[index].source)
-            return {"index": index, "image": image, "prepared": self.predictor.prepare(image)}
+            return {"index": index, "prepared": self.predictor.read(self.jobs[index].source)}
         except CarsegError as exc:
             return {"index": index, "error": str(exc)}
 
 
-def _save(job: Job, image: np.ndarray, mask: np.ndarray, background: Background, fmt: str) -> None:
+# libpng otherwise tries all five row filters on every row and keeps the best: the "Up" filter alone
+# encodes a 1918x1280 RGBA photo ~1.7x faster, and the file comes out ~8% smaller.
+_ENCODE_PARAMS = {**ENCODE_PARAMS, "png": [*ENCODE_PARAMS["png"], cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]}
+
+
+def _write(path: Path, image: np.ndarray, fmt: str) -> None:
+    """``write_image_atomic`` with the faster PNG filter, converting RGB(A) to OpenCV's BGR(A) in place."""
+    if image.ndim == 3:
+        cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR, dst=image)
+    ok, encoded = cv2.imencode(f".{fmt}", image, _ENCODE_PARAMS[fmt])
+    if not ok:
+        raise CarsegError(f"{path}: could not encode as {fmt}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(encoded)
+    os.replace(tmp, path)
+
+
+def _save(job: Job, prob: np.ndarray, predictor: Predictor, background: Background, fmt: str) -> None:
+    """Decode + upsample + threshold + compose + encode + write: in a writer thread (OpenCV releases the GIL)."""
+    image = read_image(job.source)
+    mask = predictor.binarize(predictor.upsample(prob, image.shape[:2]))
     if job.mask is not None:
-        write_image_atomic(job.mask, mask, "png")
-    write_image_atomic(job.output, cut_out(image, mask, background), fmt)
+        _write(job.mask, mask, "png")
+    _write(job.output, cut_out(image, mask, background), fmt)
+
+
+try:  # glibc only; elsewhere freed memory is simply kept
+    _malloc_trim = ctypes.CDLL(None).malloc_trim
+except (AttributeError, OSError, TypeError):
+    _malloc_trim = None
+
+
+def _release_freed_memory() -> None:
+    """Give the memory freed by the last forward pass back to the OS.
+
+    A batch's activations are freed after each forward, but glibc keeps freed blocks for reuse in
+    a heap where long-lived small objects pin them, so without this the process grows batch after
+    batch (~+300 MB over 400 photos with the demo UNet) instead of staying flat.
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def remove_backgrounds(jobs: List[Job], predictor: Predictor, background: Background = "transparent", fmt: str = "png",
@@ -132,21 +176,31 @@ def remove_backgrounds(jobs: List[Job], predictor: Predictor, background: Backgr
                 summary.failed += 1
                 log(f"failed: {job.source}: {exc}")
 
-    with ThreadPoolExecutor(max_workers=2) as writers, tqdm(total=len(todo), unit="img", disable=not progress) as bar:
-        for batch in loader:
-            good = [item for item in batch if "error" not in item]
-            for item in batch:
-                if "error" in item:
-                    summary.failed += 1
-                    log(f"failed: {item['error']}")
-            if good:
-                probs = predictor.probabilities([i["prepared"] for i in good], [i["image"].shape[:2] for i in good])
-                for item, prob in zip(good, probs):
-                    job = todo[item["index"]]
-                    pending.append((job, writers.submit(_save, job, item["image"], predictor.binarize(prob), background, fmt)))
-            settle(limit=2 * batch_size)  # bounded: memory does not grow with the folder size
-            bar.update(len(batch))
-        settle(limit=0)
+    # PNG encoding is most of the CPU work per photo: one writer thread per core. Each thread is one
+    # core's worth of work, so OpenCV's own thread pool (also inherited by the loader workers) would
+    # only add contention: ~10% faster on 2 cores without it.
+    writer_threads = os.cpu_count() or 1
+    cv2_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=writer_threads) as writers, tqdm(total=len(todo), unit="img", disable=not progress) as bar:
+            for batch in loader:
+                good = [item for item in batch if "error" not in item]
+                for item in batch:
+                    if "error" in item:
+                        summary.failed += 1
+                        log(f"failed: {item['error']}")
+                if good:
+                    probs = predictor.forward([i["prepared"] for i in good])
+                    _release_freed_memory()
+                    for item, prob in zip(good, probs):
+                        job = todo[item["index"]]
+                        pending.append((job, writers.submit(_save, job, prob, predictor, background, fmt)))
+                settle(limit=2 * max(batch_size, writer_threads))  # bounded: memory does not grow with the folder size
+                bar.update(len(batch))
+            settle(limit=0)
+    finally:
+        cv2.setNumThreads(cv2_threads)
     summary.seconds = time.perf_counter() - started
     return summary
 

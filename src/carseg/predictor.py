@@ -16,6 +16,7 @@ import torch
 import ttach
 from torch import nn
 
+from carseg.data.images import image_size, read_image
 from carseg.data.transforms import post_transforms, resize_longest
 from carseg.errors import CarsegError
 
@@ -110,21 +111,38 @@ class Predictor:
         padded = self.pad(image=resized)["image"]
         return Prepared(self.post(image=padded)["image"], resized.shape[:2])
 
+    def read(self, path: Path) -> Prepared:
+        """A photo file -> network input, without decoding it at full size (safe in a DataLoader worker).
+
+        JPEGs are decoded at the smallest libjpeg scale that still covers the network size, as in
+        training: ~3x less work than a full decode and resize for a 1918x1280 photo.
+        """
+        if Path(path).suffix.lower() not in (".jpg", ".jpeg"):
+            return self.prepare(read_image(path))
+        full_hw = image_size(path)  # from the header
+        scale = min(1.0, self.max_size / max(full_hw))
+        return self.prepare(read_image(path, target_hw=(round(full_hw[0] * scale), round(full_hw[1] * scale)), full_hw=full_hw))
+
     @torch.inference_mode()
-    def probabilities(self, prepared: Sequence[Prepared], original_hw: Sequence[Tuple[int, int]]) -> List[np.ndarray]:
-        """Probability maps (float32, each at its photo's own resolution) for one batch."""
+    def forward(self, prepared: Sequence[Prepared]) -> List[np.ndarray]:
+        """Probability maps (float32) at network resolution, each cropped to its photo's resized area."""
         height = max(p.tensor.shape[1] for p in prepared)
         width = max(p.tensor.shape[2] for p in prepared)
         batch = torch.tensor(self.pad_value).view(1, 3, 1, 1).repeat(len(prepared), 1, height, width)
         for i, p in enumerate(prepared):
             batch[i, :, : p.tensor.shape[1], : p.tensor.shape[2]] = p.tensor
         probs = self.model(batch.to(self.device))[:, 0].float().cpu().numpy()
-        maps = []
-        for prob, p, (h, w) in zip(probs, prepared, original_hw):
-            crop = prob[: p.resized_hw[0], : p.resized_hw[1]]
-            # Upsample probabilities, not the thresholded mask: smooth full-resolution edges.
-            maps.append(cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR))
-        return maps
+        return [prob[: p.resized_hw[0], : p.resized_hw[1]].copy() for prob, p in zip(probs, prepared)]
+
+    @staticmethod
+    def upsample(prob: np.ndarray, original_hw: Tuple[int, int]) -> np.ndarray:
+        """A network-resolution probability map (from ``forward``) at the photo's own resolution."""
+        # Upsample probabilities, not the thresholded mask: smooth full-resolution edges.
+        return cv2.resize(prob, (original_hw[1], original_hw[0]), interpolation=cv2.INTER_LINEAR)
+
+    def probabilities(self, prepared: Sequence[Prepared], original_hw: Sequence[Tuple[int, int]]) -> List[np.ndarray]:
+        """Probability maps (float32, each at its photo's own resolution) for one batch."""
+        return [self.upsample(prob, hw) for prob, hw in zip(self.forward(prepared), original_hw)]
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Binary masks (uint8 0/255) at each image's resolution."""
@@ -136,7 +154,8 @@ class Predictor:
         return self.predict_batch([image])[0]
 
     def binarize(self, prob: np.ndarray) -> np.ndarray:
-        return np.where(prob > self.threshold, 255, 0).astype(np.uint8)
+        """Probabilities -> mask (uint8 0/255); cv2.compare writes 0/255 in one pass, ~6x faster than np.where."""
+        return cv2.compare(prob, float(self.threshold), cv2.CMP_GT)
 
     def remove_background(self, image: np.ndarray, background: Background = "transparent") -> np.ndarray:
         """The car cut out of one RGB image: RGBA (transparent) or RGB on a solid colour."""
@@ -146,7 +165,9 @@ class Predictor:
 def cut_out(image: np.ndarray, mask: np.ndarray, background: Background = "transparent") -> np.ndarray:
     """RGBA with alpha = mask, or RGB with the background replaced by a colour."""
     if background == "transparent":
-        return np.dstack([image, mask])
+        rgba = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)  # one allocation; ~8x faster than np.dstack
+        rgba[..., 3] = mask
+        return rgba
     color = (255, 255, 255) if background == "white" else tuple(background)
     out = np.empty_like(image)
     out[:] = color
