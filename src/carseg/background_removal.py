@@ -233,6 +233,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--background", default="transparent", help="transparent (default), white, or R,G,B")
     parser.add_argument("--format", choices=tuple(ENCODE_PARAMS), default="png")
     parser.add_argument("--save-mask", action="store_true", help="also write OUT/NAME_mask.png")
+    parser.add_argument("--backend", choices=("auto", "torchscript", "onnx"), default="auto",
+                        help="model runtime; auto: onnx for a .onnx file, else TorchScript")
     parser.add_argument("--tta", choices=("none", "hflip", "d4"), default="none", help="test-time augmentation")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
@@ -248,7 +250,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if background == "transparent" and args.format == "jpg":
             raise CarsegError("--format jpg has no transparency; use --format png/webp or --background white|R,G,B")
         jobs, ignored = plan_jobs(args.input, args.output, args.format, args.save_mask, args.recursive, parse_shard(args.shard))
-        predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold, image_size=args.image_size)
+        predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold,
+                              image_size=args.image_size, backend=args.backend)
         summary = remove_backgrounds(jobs, predictor, background, args.format, args.batch_size, args.workers,
                                      args.overwrite, progress=not args.quiet, log=log)
     except CarsegError as exc:

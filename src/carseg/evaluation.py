@@ -209,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overlays", type=Path, metavar="DIR",
                         help="write PNGs of the worst images by Dice (TP green, FP red, FN blue)")
     parser.add_argument("--num-overlays", type=int, default=8, metavar="N", help="how many worst images to draw (default: 8)")
+    parser.add_argument("--backend", choices=("auto", "torchscript", "onnx"), default="auto",
+                        help="model runtime; auto: onnx for a .onnx file, else TorchScript")
     parser.add_argument("--tta", choices=tuple(TTA_TRANSFORMS), default="none", help="test-time augmentation")
     parser.add_argument("--threshold", type=float, metavar="T", help="probability threshold (default: the model's, 0.5)")
     parser.add_argument("--image-size", type=int, metavar="S", help="network input longest side (default: the training size)")
@@ -236,7 +238,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         _check_args(args)
         pairs = _pairs(args.images, args.masks, args.mask_suffix, log)
-        predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold,
+        predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold, backend=args.backend,
                               image_size=args.image_size)
         result = evaluate(pairs, predictor, args.batch_size, args.workers,
                           args.num_overlays if args.overlays else 0, progress=not args.quiet, log=log)

@@ -82,14 +82,25 @@ class Prepared:
 
 
 class Predictor:
-    """Runs a traced segmentation model on photos of any size (batched, CPU or GPU, optional TTA)."""
+    """Runs a traced segmentation model on photos of any size (batched, CPU or GPU, optional TTA).
+
+    ``backend``: ``torchscript`` (``catalyst-dl trace``'s .pth), ``onnx`` (``--onnx``'s .onnx, run by
+    onnxruntime) or ``auto`` (by the file's suffix).
+    """
 
     def __init__(self, model_path: Path, device: str = "auto", tta: str = "none",
-                 threshold: Optional[float] = None, image_size: Optional[int] = None):
+                 threshold: Optional[float] = None, image_size: Optional[int] = None, backend: str = "auto"):
         if tta not in TTA_TRANSFORMS:
             raise CarsegError(f"--tta {tta}: choose one of {', '.join(TTA_TRANSFORMS)}")
         self.device = resolve_device(device)
-        traced, self.metadata = load_traced(model_path, self.device)
+        if backend == "auto":
+            backend = "onnx" if Path(model_path).suffix.lower() == ".onnx" else "torchscript"
+        if backend == "onnx":
+            from carseg.onnx_backend import load_onnx
+
+            traced, self.metadata = load_onnx(model_path, self.device, METADATA_FILE)
+        else:
+            traced, self.metadata = load_traced(model_path, self.device)
         self.threshold = self.metadata.get("threshold", 0.5) if threshold is None else threshold
         self.max_size = image_size or max(self.metadata["image_size"])
         divisor = self.metadata.get("size_divisor", 32)

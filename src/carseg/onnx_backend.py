@@ -1,0 +1,35 @@
+"""The ONNX backend: an onnxruntime session behind the same call as the TorchScript module."""
+import json
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+import torch
+
+from carseg.errors import CarsegError
+
+
+class OnnxModel:
+    """Calls an onnxruntime session with a torch tensor and returns a torch tensor (CPU or CUDA provider)."""
+
+    def __init__(self, session: Any):
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {self.input_name: x.detach().cpu().numpy()})[0]
+        return torch.from_numpy(out).to(x.device)
+
+
+def load_onnx(path: Path, device: str = "cpu", metadata_key: str = "carseg.json") -> Tuple[OnnxModel, Dict[str, Any]]:
+    """Load an ``.onnx`` file written by ``catalyst-dl trace --onnx`` and its metadata."""
+    import onnxruntime
+
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=providers)
+    except Exception:
+        raise CarsegError(f"{path}: not a readable ONNX model; export one with catalyst-dl trace LOGDIR --onnx") from None
+    meta = session.get_modelmeta().custom_metadata_map.get(metadata_key)
+    if not meta:
+        raise CarsegError(f"{path}: ONNX file without carseg metadata; re-export it with catalyst-dl trace LOGDIR --onnx")
+    return OnnxModel(session), json.loads(meta)
