@@ -21,6 +21,8 @@
     Also printed: the sum of each process' own peak RSS (the kernel's VmHWM: exact, but pages
     shared after fork count in every process, which hides growth behind ~1 GB of shared pages).
 (c) test-time augmentation: CLI time with --tta hflip vs --tta none.      goal: <= 2.1x
+Each CLI speed figure is the better of two runs (a 40-photo run takes ~4 s: start-up of the loader
+and TorchScript's first optimising calls make single runs vary by ~10%).
 
     python benchmarks/inference_benchmark.py            # random-weight UNet, 40 synthetic 1918x1280 photos
     python benchmarks/inference_benchmark.py --model logs/trace/traced-best-forward.pth --images data/test
@@ -28,7 +30,8 @@
 The default model is a from-scratch UNet (base 16, depth 4) traced at 128x192 with random weights,
 its last layer rescaled so masks cover about half of each photo (raw random weights predict an empty
 mask everywhere). Before each measurement the script waits (up to --quiet-wait seconds) until other
-processes leave the CPU alone, and says so when they did not. Exits 0 whether goals pass or fail.
+processes leave the CPU alone; a measurement that other processes disturbed anyway (> 10% of a
+core) is redone, at most twice, and says so. Exits 0 whether goals pass or fail.
 """
 import argparse
 import json
@@ -44,7 +47,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import albumentations as A
 import cv2
@@ -144,17 +147,22 @@ def wait_for_quiet(max_wait: float) -> None:
         waited += 2
 
 
-class Noise:
-    """Context manager: warns when other processes used the CPU during a measurement."""
-
-    def __enter__(self):
-        self.cpu, self.start = _others_cpu_seconds(), time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        share = (_others_cpu_seconds() - self.cpu) / (time.perf_counter() - self.start)
-        if share > 0.1:
-            print(f"  note: other processes used {100 * share:.0f}% CPU during this measurement", flush=True)
+def quietly(measure: Callable[[], Any], max_wait: float, tries: int = 3) -> Any:
+    """Run a measurement on an idle CPU; redo it (at most ``tries`` times in all) if other processes
+    used more than 10% of one core meanwhile, and keep the least disturbed result."""
+    best = None
+    for attempt in range(tries):
+        wait_for_quiet(max_wait)
+        before, started = _others_cpu_seconds(), time.perf_counter()
+        result = measure()
+        share = (_others_cpu_seconds() - before) / (time.perf_counter() - started)
+        if best is None or share < best[0]:
+            best = (share, result)
+        if share <= 0.1:
+            break
+        print(f"  note: other processes used {100 * share:.0f}% CPU during this measurement; "
+              + ("measuring again" if attempt < tries - 1 else "keeping the least disturbed one"), flush=True)
+    return best[1]
 
 
 def _peak_rss(pid: int) -> int:
@@ -203,6 +211,7 @@ class PeakMemory(threading.Thread):
 
 def run_cli(in_dir: Path, out_dir: Path, model: Path, device: str, *extra: str, memory: bool = False) -> Dict:
     """Run bin/car_segmentation.py as a user would; its own images/s, wall time and (optionally) peak memory."""
+    shutil.rmtree(out_dir, ignore_errors=True)
     command = [sys.executable, str(CLI), str(in_dir), str(out_dir), str(model), "--quiet", "--device", device, *extra]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -224,6 +233,7 @@ def run_cli(in_dir: Path, out_dir: Path, model: Path, device: str, *extra: str, 
 # ----------------------------------------------------------------------------- the tutorial's loop
 def tutorial_loop(photos: List[Path], out_dir: Path, model_path: Path, device: str) -> Dict[str, float]:
     """The Catalyst tutorial's inference, one photo at a time; returns seconds per stage (summed)."""
+    shutil.rmtree(out_dir, ignore_errors=True)
     model, meta = load_traced(model_path, device)
     height, width = meta["image_size"]
     resize = A.LongestMaxSize(max_size=max(height, width), interpolation=cv2.INTER_AREA)
@@ -267,6 +277,7 @@ def our_stages(photos: List[Path], model_path: Path, device: str, out_dir: Path)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     predictor = Predictor(model_path, device=device)
+    shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     times: Dict[str, List[float]] = {}
 
@@ -349,19 +360,21 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"device {args.device}; {os.cpu_count()} CPU cores", flush=True)
 
         print("\n(a) speed: the CLI vs the tutorial loop, same photos and model", flush=True)
-        wait_for_quiet(args.quiet_wait)
-        with Noise():
-            stages = our_stages(photos[:6], model, args.device, work / "out_stages")
-        wait_for_quiet(args.quiet_wait)
-        with Noise():
-            ours = run_cli(work / "in", work / "out_ours", model, args.device)
-        wait_for_quiet(args.quiet_wait)
-        with Noise():
-            tutorial_seconds = tutorial_loop(photos, work / "out_tutorial", model, args.device)
+        stages = quietly(lambda: our_stages(photos[:6], model, args.device, work / "out_stages"), args.quiet_wait)
+        # The CLI runs take a few seconds each: best of two, alternating with the --tta hflip runs of (c).
+        cli_runs: Dict[str, List[Dict]] = {"none": [], "hflip": []}
+        for _ in range(2):
+            for tta, runs in cli_runs.items():
+                runs.append(quietly(lambda: run_cli(work / "in", work / f"out_{tta}", model, args.device, "--tta", tta),
+                                    args.quiet_wait))
+        ours, hflip = (max(cli_runs[tta], key=lambda run: run["rate"]) for tta in ("none", "hflip"))
+        tutorial_seconds = quietly(lambda: tutorial_loop(photos, work / "out_tutorial", model, args.device), args.quiet_wait)
         tutorial_rate = len(photos) / sum(tutorial_seconds.values())
-        agree = agreement(work / "out_ours", work / "out_tutorial", names)
+        agree = agreement(work / "out_none", work / "out_tutorial", names)
         speedup = ours["rate"] / tutorial_rate
-        print(f"  ours:     {ours['rate']:6.2f} images/s (the CLI's own count; {ours['wall']:.1f} s wall with start-up)")
+        rates = {tta: ", ".join(f"{run['rate']:.2f}" for run in runs) for tta, runs in cli_runs.items()}
+        print(f"  ours:     {ours['rate']:6.2f} images/s (the CLI's own count, best of {rates['none']}; "
+              f"{ours['wall']:.1f} s wall with start-up)")
         print(f"  tutorial: {tutorial_rate:6.2f} images/s   -> {speedup:.1f}x")
         print(f"  outputs agree: mask IoU mean {agree['mean_iou']:.4f}, min {agree['min_iou']:.4f}; "
               f"colour max |diff| where both opaque: {agree['max_colour_diff']} (JPEG decoders)")
@@ -385,10 +398,8 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"these stages; measured {ours['rate']:.1f}")
 
         print(f"\n(b) peak memory of the CLI's process tree: {args.memory_images} photos vs {len(photos)}", flush=True)
-        wait_for_quiet(args.quiet_wait)
-        small = run_cli(work / "in", work / "out_memory_small", model, args.device, memory=True)
-        wait_for_quiet(args.quiet_wait)
-        large = run_cli(work / "in_large", work / "out_memory_large", model, args.device, memory=True)
+        small = quietly(lambda: run_cli(work / "in", work / "out_memory", model, args.device, memory=True), args.quiet_wait)
+        large = quietly(lambda: run_cli(work / "in_large", work / "out_memory", model, args.device, memory=True), args.quiet_wait)
         memory_ratio = large["peak_pss"] / small["peak_pss"]
         for label, run in ((len(photos), small), (args.memory_images, large)):
             print(f"  {label:4d} photos: peak PSS {run['peak_pss'] / MB:5.0f} MB; sum of each process' peak RSS "
@@ -396,11 +407,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"  ratio {memory_ratio:.2f} (PSS), {large['peak_rss'] / small['peak_rss']:.2f} (peak RSS)")
 
         print("\n(c) --tta hflip vs --tta none", flush=True)
-        wait_for_quiet(args.quiet_wait)
-        with Noise():
-            hflip = run_cli(work / "in", work / "out_hflip", model, args.device, "--tta", "hflip")
         tta_ratio = ours["rate"] / hflip["rate"]
-        print(f"  none {ours['rate']:.2f} images/s, hflip {hflip['rate']:.2f} images/s -> {tta_ratio:.2f}x the time")
+        print(f"  none {ours['rate']:.2f} images/s, hflip {hflip['rate']:.2f} images/s (best of {rates['hflip']}) "
+              f"-> {tta_ratio:.2f}x the time")
 
         verdict = lambda ok: "PASS" if ok else "FAIL"
         table = [
