@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, read_image
+from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, read_image, write_image_atomic
 from carseg.errors import CarsegError
 from carseg.predictor import Background, Predictor, cut_out
 
@@ -110,31 +110,13 @@ class PhotoDataset(Dataset):
             return {"index": index, "error": str(exc)}
 
 
-# libpng otherwise tries all five row filters on every row and keeps the best: the "Up" filter alone
-# encodes a 1918x1280 RGBA photo ~1.7x faster, and the file comes out ~8% smaller.
-_ENCODE_PARAMS = {**ENCODE_PARAMS, "png": [*ENCODE_PARAMS["png"], cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]}
-
-
-def _write(path: Path, image: np.ndarray, fmt: str) -> None:
-    """``write_image_atomic`` with the faster PNG filter, converting RGB(A) to OpenCV's BGR(A) in place."""
-    if image.ndim == 3:
-        cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR, dst=image)
-    ok, encoded = cv2.imencode(f".{fmt}", image, _ENCODE_PARAMS[fmt])
-    if not ok:
-        raise CarsegError(f"{path}: could not encode as {fmt}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(encoded)
-    os.replace(tmp, path)
-
-
 def _save(job: Job, prob: np.ndarray, predictor: Predictor, background: Background, fmt: str) -> None:
     """Decode + upsample + threshold + compose + encode + write: in a writer thread (OpenCV releases the GIL)."""
     image = read_image(job.source)
     mask = predictor.binarize(predictor.upsample(prob, image.shape[:2]))
     if job.mask is not None:
-        _write(job.mask, mask, "png")
-    _write(job.output, cut_out(image, mask, background), fmt)
+        write_image_atomic(job.mask, mask, "png")
+    write_image_atomic(job.output, cut_out(image, mask, background), fmt, in_place=True)  # a fresh array
 
 
 try:  # glibc only; elsewhere freed memory is simply kept
