@@ -1,10 +1,16 @@
-"""Engines: GPU when present, CPU otherwise, with an ``fp16`` switch that works on accelerate 0.34.
+"""Engines: GPU when present, CPU otherwise, with an ``fp16`` switch that works on accelerate 0.34,
+and DDP whose metrics also work on CPU processes (gloo).
 
 Catalyst 22.04's ``GPUEngine(fp16=True)`` passes ``fp16`` to ``accelerate.Accelerator``, which
 accelerate >= 0.16 rejects (TypeError); here it becomes ``mixed_precision="fp16"``.
 """
+import importlib
+from typing import Any, List
+
 import torch
+import torch.distributed as dist
 from catalyst import dl
+from catalyst.utils import distributed as catalyst_distributed
 
 
 def _precision(fp16: bool, kwargs: dict) -> dict:
@@ -40,3 +46,30 @@ class AutoEngine:
         if torch.cuda.device_count() > 1:
             return DataParallelEngine(fp16=fp16)
         return GPUEngine(fp16=fp16)
+
+
+# The Catalyst modules that bound ``all_gather`` by name at import (metrics gather their statistics with it).
+_GATHERING_MODULES = ("catalyst.utils.distributed", "catalyst.metrics._segmentation", "catalyst.metrics._classification",
+                      "catalyst.metrics._confusion_matrix", "catalyst.metrics._auc")
+_catalyst_all_gather = catalyst_distributed.all_gather
+
+
+def all_gather(data: Any) -> List[Any]:
+    """Catalyst's ``all_gather``, but on CPU under gloo: Catalyst 22.04 moves the pickled data to
+    ``"cuda"`` whatever the backend, so Dice/IoU fail in CPU DDP. torch's ``all_gather_object``
+    does the same job on the process group's own device; NCCL keeps Catalyst's code."""
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "gloo":
+        gathered: List[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, data)
+        return gathered
+    return _catalyst_all_gather(data)
+
+
+class DistributedDataParallelEngine(dl.DistributedDataParallelEngine):
+    """Catalyst's DDP engine (one process per GPU, NCCL by default); with
+    ``process_group_kwargs: {backend: gloo}`` and ``cpu: true`` it trains on CPU processes, metrics included."""
+
+    def setup(self, local_rank: int, world_size: int) -> None:
+        super().setup(local_rank, world_size)
+        for name in _GATHERING_MODULES:  # in this spawned process only
+            importlib.import_module(name).all_gather = all_gather

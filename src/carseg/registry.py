@@ -21,7 +21,7 @@ def register(registry: Registry) -> None:
                         if inspect.isclass(obj) and name.endswith(("Callback", "Logger")) and name != "CheckRunCallback"})
     registry.add(CheckRunCallback=CheckRunCallback)  # carseg's fix of Catalyst's (see carseg.callbacks)
     registry.add(PredictionPreviewCallback=PredictionPreviewCallback)
-    registry.add(CPUEngine=dl.CPUEngine, DistributedDataParallelEngine=dl.DistributedDataParallelEngine,
+    registry.add(CPUEngine=dl.CPUEngine, DistributedDataParallelEngine=engines.DistributedDataParallelEngine,
                  GPUEngine=engines.GPUEngine, DataParallelEngine=engines.DataParallelEngine,
                  AutoEngine=engines.AutoEngine)
     registry.add(Experiment=Experiment, BCEDiceLoss=BCEDiceLoss)
