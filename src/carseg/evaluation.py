@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from carseg.data.images import read_image, read_mask, write_image_atomic
-from carseg.data.pairs import pair_by_name
+from carseg.data.pairs import check_same_size, pair_by_name
 from carseg.errors import CarsegError
 from carseg.metrics import METRICS, scores
 from carseg.predictor import TTA_TRANSFORMS, Predictor
@@ -45,10 +45,7 @@ class PairDataset(Dataset):
         try:
             image = read_image(image_path)
             mask = read_mask(mask_path)
-            if mask.shape != image.shape[:2]:
-                raise CarsegError(
-                    f"{mask_path}: mask size {mask.shape[1]}x{mask.shape[0]} differs from image {image_path.name} "
-                    f"{image.shape[1]}x{image.shape[0]}; fix or remove the pair")
+            check_same_size(image_path, image.shape, mask_path, mask.shape)
             return {"index": index, "hw": image.shape[:2], "mask": mask, "prepared": self.predictor.prepare(image)}
         except CarsegError as exc:
             return {"index": index, "error": str(exc)}

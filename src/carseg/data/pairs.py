@@ -44,15 +44,18 @@ def pair_by_name(image_dir: Path, mask_dir: Path, mask_suffix: str = "_mask") ->
     return result
 
 
-def check_pair(image: Path, mask: Path) -> None:
-    """Raise CarsegError unless the mask is binary and has the image's size."""
-    image_hw = image_size(image)
-    mask_hw = read_mask(mask).shape[:2]
-    if image_hw != mask_hw:
+def check_same_size(image: Path, image_hw: Tuple[int, ...], mask: Path, mask_hw: Tuple[int, ...]) -> None:
+    """Raise CarsegError naming the mask unless image and mask are (height, width)-equal."""
+    if tuple(image_hw[:2]) != tuple(mask_hw[:2]):
         raise CarsegError(
             f"{mask}: mask size {mask_hw[1]}x{mask_hw[0]} differs from image {image.name} {image_hw[1]}x{image_hw[0]}; "
             "fix or remove the pair"
         )
+
+
+def check_pair(image: Path, mask: Path) -> None:
+    """Raise CarsegError unless the mask is binary and has the image's size."""
+    check_same_size(image, image_size(image), mask, read_mask(mask).shape)
 
 
 def check_pairs(pairs: List[Tuple[Path, Path]], workers: int = 4) -> None:
