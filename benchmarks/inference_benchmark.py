@@ -21,11 +21,17 @@
     Also printed: the sum of each process' own peak RSS (the kernel's VmHWM: exact, but pages
     shared after fork count in every process, which hides growth behind ~1 GB of shared pages).
 (c) test-time augmentation: CLI time with --tta hflip vs --tta none.      goal: <= 2.1x
+(d) backends: the CLI with --backend onnx (onnxruntime, the .onnx of `catalyst-dl trace --onnx`) vs
+    the TorchScript default on the same photos: images/s, model forward alone (ms per photo in
+    batches of 8, in-process, all cores), largest probability difference and mask IoU between the
+    two outputs.                                                              no goal: measured
 Each CLI speed figure is the better of two runs (a 40-photo run takes ~4 s: start-up of the loader
 and TorchScript's first optimising calls make single runs vary by ~10%).
 
     python benchmarks/inference_benchmark.py            # random-weight UNet, 40 synthetic 1918x1280 photos
     python benchmarks/inference_benchmark.py --model logs/trace/traced-best-forward.pth --images data/test
+
+With --model, (d) uses the .onnx beside it (traced-best-forward.onnx) and is skipped if there is none.
 
 The default model is a from-scratch UNet (base 16, depth 4) traced at 128x192 with random weights,
 its last layer rescaled so masks cover about half of each photo (raw random weights predict an empty
@@ -62,6 +68,7 @@ from carseg.data.synthetic import generate_dataset
 from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, post_transforms, pre_transforms
 from carseg.models.unet import UNet
 from carseg.predictor import METADATA_FILE, Predictor, cut_out, load_traced
+from carseg.tracing import export_onnx
 
 try:  # the CLI's PNG settings, if it has its own
     from carseg.background_removal import _ENCODE_PARAMS as CLI_ENCODE_PARAMS
@@ -92,7 +99,8 @@ def link_photos(sources: List[Path], folder: Path, count: int) -> List[Path]:
 
 
 def build_model(path: Path, photos: List[Path]) -> Path:
-    """A random-weight UNet, traced and saved with the metadata ``catalyst-dl trace`` writes."""
+    """A random-weight UNet, traced and saved with the metadata ``catalyst-dl trace`` writes, and its
+    ONNX export beside it (``path`` with suffix .onnx), as ``catalyst-dl trace --onnx`` writes them."""
     torch.manual_seed(0)
     model = UNet(base_channels=16, depth=4).eval()
     transform = A.Compose([pre_transforms(MODEL_HW), post_transforms()])
@@ -111,6 +119,7 @@ def build_model(path: Path, photos: List[Path]) -> Path:
                 "std": list(IMAGENET_STD), "output": "logits", "threshold": 0.5, "size_divisor": 32,
                 "checkpoint": "random weights (benchmarks/inference_benchmark.py)"}
         torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
+    export_onnx(model, x[:1], torch.randn(2, 3, MODEL_HW[0] + 32, MODEL_HW[1] + 64), path.with_suffix(".onnx"), meta)
     return path
 
 
@@ -310,6 +319,29 @@ def our_stages(photos: List[Path], model_path: Path, device: str, out_dir: Path)
     return {stage: statistics.median(values) for stage, values in times.items()}
 
 
+def forward_ms(predictor: Predictor, prepared: List, repeats: int = 5) -> float:
+    """Median ms per photo of ``Predictor.forward`` on batches of 8 (after two warm-up calls)."""
+    batch = (prepared * 8)[:8]
+    predictor.forward(batch)
+    predictor.forward(batch)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predictor.forward(batch)
+        times.append(1000 * (time.perf_counter() - started) / len(batch))
+    return statistics.median(times)
+
+
+def compare_backends(photos: List[Path], torchscript: Path, onnx: Path, device: str) -> Dict[str, float]:
+    """Forward ms per photo of each backend, side by side, and their largest probability difference."""
+    predictors = {"torchscript": Predictor(torchscript, device=device), "onnx": Predictor(onnx, device=device)}
+    prepared = [predictors["torchscript"].read(p) for p in photos]
+    result = {name: forward_ms(predictor, prepared) for name, predictor in predictors.items()}
+    probs = {name: predictor.forward(prepared) for name, predictor in predictors.items()}
+    result["max_prob_diff"] = max(float(np.abs(a - b).max()) for a, b in zip(probs["torchscript"], probs["onnx"]))
+    return result
+
+
 def agreement(ours: Path, theirs: Path, names: List[str]) -> Dict[str, float]:
     """Mask IoU (alpha > 0) and colour difference (where both are opaque) between two output folders."""
     ious, colour = [], 0
@@ -355,24 +387,29 @@ def main(argv: Optional[List[str]] = None) -> int:
         link_photos(photos, work / "in_large", args.memory_images)
         names = [f"{p.stem}.png" for p in photos]
         model = args.model or build_model(work / "model.pth", photos)
+        onnx_model = model.with_suffix(".onnx")
         h, w = read_image(photos[0]).shape[:2]
         print(f"model: {model}\nphotos: {len(photos)} ({w}x{h}) from {args.images or 'the synthetic generator'}; "
               f"device {args.device}; {os.cpu_count()} CPU cores", flush=True)
 
         print("\n(a) speed: the CLI vs the tutorial loop, same photos and model", flush=True)
         stages = quietly(lambda: our_stages(photos[:6], model, args.device, work / "out_stages"), args.quiet_wait)
-        # The CLI runs take a few seconds each: best of two, alternating with the --tta hflip runs of (c).
-        cli_runs: Dict[str, List[Dict]] = {"none": [], "hflip": []}
+        # The CLI runs take a few seconds each: best of two, alternating with the runs of (c) and (d).
+        variants = {"none": (model, "--tta", "none"), "hflip": (model, "--tta", "hflip")}
+        if onnx_model.is_file():
+            variants["onnx"] = (onnx_model, "--tta", "none", "--backend", "onnx")
+        cli_runs: Dict[str, List[Dict]] = {name: [] for name in variants}
         for _ in range(2):
-            for tta, runs in cli_runs.items():
-                runs.append(quietly(lambda: run_cli(work / "in", work / f"out_{tta}", model, args.device, "--tta", tta),
-                                    args.quiet_wait))
-        ours, hflip = (max(cli_runs[tta], key=lambda run: run["rate"]) for tta in ("none", "hflip"))
+            for name, (path, *extra) in variants.items():
+                cli_runs[name].append(quietly(lambda: run_cli(work / "in", work / f"out_{name}", path, args.device, *extra),
+                                              args.quiet_wait))
+        best = {name: max(runs, key=lambda run: run["rate"]) for name, runs in cli_runs.items()}
+        ours, hflip = best["none"], best["hflip"]
         tutorial_seconds = quietly(lambda: tutorial_loop(photos, work / "out_tutorial", model, args.device), args.quiet_wait)
         tutorial_rate = len(photos) / sum(tutorial_seconds.values())
         agree = agreement(work / "out_none", work / "out_tutorial", names)
         speedup = ours["rate"] / tutorial_rate
-        rates = {tta: ", ".join(f"{run['rate']:.2f}" for run in runs) for tta, runs in cli_runs.items()}
+        rates = {name: ", ".join(f"{run['rate']:.2f}" for run in runs) for name, runs in cli_runs.items()}
         print(f"  ours:     {ours['rate']:6.2f} images/s (the CLI's own count, best of {rates['none']}; "
               f"{ours['wall']:.1f} s wall with start-up)")
         print(f"  tutorial: {tutorial_rate:6.2f} images/s   -> {speedup:.1f}x")
@@ -411,6 +448,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"  none {ours['rate']:.2f} images/s, hflip {hflip['rate']:.2f} images/s (best of {rates['hflip']}) "
               f"-> {tta_ratio:.2f}x the time")
 
+        print("\n(d) --backend onnx vs torchscript (default), same photos", flush=True)
+        if "onnx" in best:
+            onnx_ratio = best["onnx"]["rate"] / ours["rate"]
+            backends = quietly(lambda: compare_backends(photos[:8], model, onnx_model, args.device), args.quiet_wait)
+            onnx_agree = agreement(work / "out_none", work / "out_onnx", names)
+            print(f"  CLI: torchscript {ours['rate']:.2f} images/s, onnx {best['onnx']['rate']:.2f} images/s "
+                  f"(best of {rates['onnx']}) -> onnx at {onnx_ratio:.2f}x the speed")
+            print(f"  model forward alone, ms per photo (batches of 8, {torch.get_num_threads()} threads): torchscript "
+                  f"{backends['torchscript']:.1f}, onnx {backends['onnx']:.1f}")
+            print(f"  agreement: max |probability difference| {backends['max_prob_diff']:.1e}; mask IoU mean "
+                  f"{onnx_agree['mean_iou']:.4f}, min {onnx_agree['min_iou']:.4f}")
+        else:
+            print(f"  skipped: no {onnx_model} (export one with catalyst-dl trace LOGDIR --onnx)")
+
         verdict = lambda ok: "PASS" if ok else "FAIL"
         table = [
             ("speed: CLI vs tutorial loop", f"{ours['rate']:.2f} / {tutorial_rate:.2f} img/s = {speedup:.1f}x",
@@ -422,6 +473,9 @@ def main(argv: Optional[List[str]] = None) -> int:
              f"<= {MEMORY_GOAL:g}x", verdict(memory_ratio <= MEMORY_GOAL)),
             ("--tta hflip vs none (time)", f"{tta_ratio:.2f}x", f"<= {TTA_GOAL:g}x", verdict(tta_ratio <= TTA_GOAL)),
         ]
+        if "onnx" in best:
+            table.append(("--backend onnx vs torchscript (speed)",
+                          f"{best['onnx']['rate']:.2f} / {ours['rate']:.2f} img/s = {onnx_ratio:.2f}x", "none", "measured"))
         print(f"\n{'measure':36s} {'value':34s} {'goal':9s} result")
         for row in table:
             print(f"{row[0]:36s} {row[1]:34s} {row[2]:9s} {row[3]}")

@@ -10,6 +10,11 @@
 (b) loop: one epoch (train + valid) through Catalyst's SupervisedRunner with CPUEngine and the
     demo config's metric callbacks vs a plain PyTorch loop doing the same work (forward, loss,
     backward, step, Dice/IoU) on the same in-memory batches: framework overhead.  goal: <= 1.10x
+(c) additions: the same Catalyst epoch written to a logdir (CSV + TensorBoard loggers, checkpoints,
+    as every `catalyst-dl run`) with vs without the PredictionPreviewCallback every config carries
+    (a grid of 4 valid samples -> LOGDIR/previews/*.png + TensorBoard), alternating pairs; and the
+    one-off cost of the training curves (`catalyst-dl plot`, run once at the end of a run).
+                                                                              goal: <= 1.05x
 
     python benchmarks/train_benchmark.py                    # generates 40 synthetic 1918x1280 photos
     python benchmarks/train_benchmark.py --data-dir data    # Carvana layout: train/*.jpg, train_masks/*_mask.gif
@@ -25,7 +30,7 @@ import time
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import albumentations as A
 import cv2
@@ -36,6 +41,8 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from carseg.callbacks import PredictionPreviewCallback
+from carseg.curves import plot_curves
 from carseg.data.dataset import SegmentationDataset
 from carseg.data.images import image_size, read_image, read_mask
 from carseg.data.pairs import pair_by_name
@@ -49,7 +56,7 @@ try:  # the loaders' per-worker setup (cv2 threads); private, so optional
 except ImportError:
     _worker_init = None
 
-DATA_GOAL, LOOP_GOAL, MIN_MASK_IOU = 2.5, 1.10, 0.98
+DATA_GOAL, LOOP_GOAL, ADDITIONS_GOAL, MIN_MASK_IOU = 2.5, 1.10, 1.05, 0.98
 STEPS = ("image", "mask", "transforms")
 
 
@@ -277,7 +284,8 @@ def plain_epoch(model, criterion, optimizer, loaders) -> Dict[str, float]:
     return metrics
 
 
-def catalyst_epoch(model, criterion, optimizer, loaders) -> Dict[str, Dict[str, float]]:
+def catalyst_epoch(model, criterion, optimizer, loaders, logdir: Optional[str] = None,
+                   previews: bool = False) -> Dict[str, Dict[str, float]]:
     from catalyst import dl
 
     runner = dl.SupervisedRunner(input_key="features", output_key="logits", target_key="targets", loss_key="loss")
@@ -286,8 +294,10 @@ def catalyst_epoch(model, criterion, optimizer, loaders) -> Dict[str, Dict[str, 
         dl.DiceCallback(input_key="probs", target_key="targets", threshold=0.5),
         dl.IOUCallback(input_key="probs", target_key="targets", threshold=0.5),
     ]
+    if previews:
+        callbacks.append(PredictionPreviewCallback(loader_key="valid", num_images=4))  # as in every config
     runner.train(model=model, criterion=criterion, optimizer=optimizer, loaders=loaders, callbacks=callbacks,
-                 engine=dl.CPUEngine(), num_epochs=1, logdir=None, valid_loader="valid", valid_metric="loss",
+                 engine=dl.CPUEngine(), num_epochs=1, logdir=logdir, valid_loader="valid", valid_metric="loss",
                  minimize_valid_metric=True, verbose=False, timeit=False)
     return {name: dict(runner.epoch_metrics[name]) for name in loaders}
 
@@ -304,27 +314,40 @@ def bench_loop(dataset, args) -> dict:
     }
     inits = {name: make().state_dict() for name, make in models.items()}
 
+    curves_s: List[float] = []
+
     def run(kind: str, arch: str = "unet"):
+        """One epoch of ``kind``: plain, catalyst, logged (catalyst + logdir) or previews (logged + preview callback)."""
         torch.set_num_threads(args.threads)
         model = models[arch]()
         model.load_state_dict(inits[arch])
         criterion = BCEDiceLoss()
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-        fn = catalyst_epoch if kind == "catalyst" else plain_epoch
-        with contextlib.redirect_stdout(io.StringIO()):  # Catalyst's console logger; same sink for both
+        with tempfile.TemporaryDirectory(prefix="carseg-bench-logs-") as logdir, \
+                contextlib.redirect_stdout(io.StringIO()):  # Catalyst's console logger; same sink for all
             cpu, wall = time.process_time(), time.perf_counter()
-            metrics = fn(model, criterion, optimizer, loaders)
+            if kind == "plain":
+                metrics = plain_epoch(model, criterion, optimizer, loaders)
+            else:
+                metrics = catalyst_epoch(model, criterion, optimizer, loaders, logdir=None if kind == "catalyst" else logdir,
+                                         previews=kind == "previews")
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            if kind == "previews":
+                if not (Path(logdir) / "previews" / "epoch_001.png").is_file():
+                    raise SystemExit("(c) the preview callback wrote no LOGDIR/previews/epoch_001.png")
+                started = time.perf_counter()
+                plot_curves(Path(logdir))
+                curves_s.append(time.perf_counter() - started)
         if torch.get_num_threads() != args.threads:
             raise SystemExit(f"{kind} changed torch threads to {torch.get_num_threads()}")
         # One thread: CPU time is the cost and ignores other jobs on the box. More threads: CPU time
         # would count OpenMP spin-waits, so wall time it is.
         return (cpu if args.threads == 1 else wall), metrics
 
-    def alternate(arch: str, pairs: int) -> Dict[str, List[float]]:
-        times = {"plain": [], "catalyst": []}
+    def alternate(arch: str, pairs: int, kinds: Tuple[str, str] = ("plain", "catalyst")) -> Dict[str, List[float]]:
+        times: Dict[str, List[float]] = {kind: [] for kind in kinds}
         for r in range(pairs):
-            for kind in (("plain", "catalyst") if r % 2 == 0 else ("catalyst", "plain")):
+            for kind in (kinds if r % 2 == 0 else kinds[::-1]):
                 times[kind].append(run(kind, arch)[0])
         return times
 
@@ -333,6 +356,9 @@ def bench_loop(dataset, args) -> dict:
     agree = max(abs(plain_m[ld][k] - cat_m[ld][k]) for ld in loaders for k in ("loss", "dice", "iou"))
     times = alternate("unet", args.loop_repeats)
     tiny = alternate("tiny", max(args.loop_repeats, 5))
+    run("previews")  # warm-up: TensorBoard writer, PNG encoder, matplotlib
+    added = alternate("unet", args.loop_repeats, ("logged", "previews"))
+    added_per_pair = [p / g for p, g in zip(added["previews"], added["logged"])]
     per_pair = [c / p for c, p in zip(times["catalyst"], times["plain"])]
     summary = ", ".join(f"{ld} loss {plain_m[ld]['loss']:.4f} dice {plain_m[ld]['dice']:.4f} iou {plain_m[ld]['iou']:.4f}"
                         for ld in loaders)
@@ -345,6 +371,10 @@ def bench_loop(dataset, args) -> dict:
         "overhead_ms": 1e3 * statistics.median(c - p for c, p in zip(tiny["catalyst"], tiny["plain"])),
         "tiny_plain_ms": 1e3 * statistics.median(tiny["plain"]),
         "check": f"metrics plain vs catalyst: max |diff| {agree:.2e} ({summary})",
+        "added_s": {k: statistics.median(v) for k, v in added.items()},
+        "added_ratio": statistics.median(added_per_pair),
+        "added_range": (min(added_per_pair), max(added_per_pair)),
+        "curves_s": statistics.median(curves_s),
     }
 
 
@@ -370,7 +400,7 @@ def main(argv=None) -> int:
     parser.add_argument("--train-batches", type=int, default=16, help="(b) [16]")
     parser.add_argument("--valid-batches", type=int, default=4, help="(b) [4]")
     parser.add_argument("--base-channels", type=int, default=16, help="(b) UNet width (depth 4) [16]")
-    parser.add_argument("--loop-repeats", type=int, default=3, help="(b) timed plain/catalyst pairs [3]")
+    parser.add_argument("--loop-repeats", type=int, default=3, help="(b), (c) timed pairs [3]")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for (b); 1 is stable on a shared 2-core box, use 2 on an idle one [1]")
     parser.add_argument("--skip-data", action="store_true")
@@ -411,7 +441,7 @@ def main(argv=None) -> int:
         if not args.skip_loop:
             t = time.perf_counter()
             loop = bench_loop(our_dataset(pairs, args.loop_size, "valid"), args)
-            print(f"(b) done in {time.perf_counter() - t:.0f}s; {loop['check']}", flush=True)
+            print(f"(b), (c) done in {time.perf_counter() - t:.0f}s; {loop['check']}", flush=True)
 
     h, w = args.image_size
     print()
@@ -437,6 +467,14 @@ def main(argv=None) -> int:
               f"at {lh}x{lw}, UNet(base {args.base_channels}, depth 4), AdamW, BCEDiceLoss, Dice+IoU")
         print(f"{'    catalyst fixed cost (1x1-conv model)':<44}{loop['overhead_ms']:>9.0f} ms  per epoch "
               f"({loop['overhead_ms'] / loop['batches']:.1f} ms/batch; plain epoch {loop['tiny_plain_ms']:.0f} ms)")
+        ok = "PASS" if loop["added_ratio"] <= ADDITIONS_GOAL else "FAIL"
+        lo, hi = loop["added_range"]
+        logged, previews = loop["added_s"]["logged"], loop["added_s"]["previews"]
+        print(f"{'(c) epoch: with / without preview callback':<44}{loop['added_ratio']:>11.3f}x  {'<= %.2fx' % ADDITIONS_GOAL:>8}  {ok}"
+              f"  (per pair {lo:.3f}-{hi:.3f}x)")
+        print(f"    same epoch into a logdir (CSV + TensorBoard + checkpoints): {logged:.2f} s without, {previews:.2f} s "
+              f"with previews (+{1e3 * (previews - logged):.0f} ms per epoch, {loop['timer']})")
+        print(f"{'    curves.png at the end of a run (once)':<44}{1e3 * loop['curves_s']:>9.0f} ms  wall")
     return 0
 
 

@@ -1,6 +1,12 @@
 #!/usr/bin/env python
 """Batch background removal: python bin/car_segmentation.py IN OUT MODEL [options] (see --help)."""
-from carseg.background_removal import main
+import os
+
+# Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning, leaving the cores to the
+# loader workers and writer threads between forward passes (measured: benchmarks/README.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from carseg.background_removal import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -26,7 +26,11 @@ def load_onnx(path: Path, device: str = "cpu", metadata_key: str = "carseg.json"
 
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
     try:
-        session = onnxruntime.InferenceSession(str(path), providers=providers)
+        options = onnxruntime.SessionOptions()
+        # Idle intra-op threads sleep instead of spinning: the Predictor shares the cores with loader
+        # workers and writer threads (CLI on 2 cores: 12.6 vs 8.5 images/s, benchmarks/README.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception:
         raise CarsegError(f"{path}: not a readable ONNX model; export one with catalyst-dl trace LOGDIR --onnx") from None
     meta = session.get_modelmeta().custom_metadata_map.get(metadata_key)
