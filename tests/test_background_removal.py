@@ -44,6 +44,32 @@ def test_batch_of_mixed_sizes_and_tta(oracle_model):
             assert mask.shape == truth.shape and iou(mask, truth) > 0.95
 
 
+def test_forward_equals_the_model_on_a_plain_batch(tmp_path):
+    """Predictor.forward feeds the network NHWC on CPU; the probabilities must not change."""
+    from carseg.models.unet import UNet
+
+    from conftest import save_traced
+
+    torch.manual_seed(0)
+    model = UNet(base_channels=4, depth=3).eval()
+    predictor = Predictor(save_traced(model, tmp_path / "unet.pth"), device="cpu")
+    photo = red_car_photo(64, 96)[0]
+    prepared = [predictor.prepare(photo), predictor.prepare(np.ascontiguousarray(photo[::-1, ::-1]))]
+    probs = predictor.forward(prepared)
+    with torch.no_grad():
+        for p, prob in zip(prepared, probs):
+            expected = torch.sigmoid(model(p.tensor[None]))[0, 0].numpy()
+            assert prob.shape == p.resized_hw and np.abs(prob - expected[: prob.shape[0], : prob.shape[1]]).max() < 1e-5
+
+
+@pytest.mark.parametrize("image_size, expected", [(None, 8), (384, 2), (768, 1)])
+def test_default_batch_size_on_cpu_shrinks_with_the_input(tmp_path, image_size, expected):
+    from conftest import RedOracle, save_traced
+
+    model = save_traced(RedOracle((0.5,) * 3, (0.25,) * 3), tmp_path / "m.pth", image_size=(128, 192))
+    assert Predictor(model, device="cpu", image_size=image_size).default_batch_size == expected
+
+
 def test_backgrounds():
     image, mask = red_car_photo(20, 30)
     rgba = cut_out(image, mask, "transparent")
@@ -163,6 +189,12 @@ def test_out_equal_to_in(tmp_path, oracle_model, photos):
     os.remove(photos / "already.png")
     allowed = run(str(photos), str(photos), str(oracle_model))  # jpg in, png out: no input can be overwritten
     assert allowed.returncode == 0, allowed.stderr
+
+
+def test_batch_size_below_one_is_refused(photos, tmp_path, oracle_model):
+    result = run(str(photos), str(tmp_path / "out"), str(oracle_model), "--batch-size", "0")
+    assert result.returncode == 1 and result.stderr.strip() == "car_segmentation.py: error: --batch-size 0: must be at least 1"
+    assert not (tmp_path / "out").exists()
 
 
 def test_model_file_errors(photos, tmp_path):

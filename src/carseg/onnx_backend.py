@@ -16,7 +16,7 @@ class OnnxModel:
         self.input_name = session.get_inputs()[0].name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input_name: x.detach().cpu().numpy()})[0]
+        out = self.session.run(None, {self.input_name: x.detach().cpu().contiguous().numpy()})[0]
         return torch.from_numpy(out).to(x.device)
 
 
