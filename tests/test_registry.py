@@ -55,6 +55,19 @@ def test_engine_overlay_merges(tmp_path):
     assert list(config)[-1] == "run"  # overlay keys keep the base order, so _var_ references resolve
 
 
+@pytest.mark.parametrize("name", ["GPUEngine", "DataParallelEngine"])
+@pytest.mark.parametrize("fp16, expected", [(True, "fp16"), (False, None)])
+def test_fp16_reaches_accelerate_as_mixed_precision(monkeypatch, name, fp16, expected):
+    """Catalyst 22.04 passes fp16= to accelerate, which rejects it; carseg's engines pass mixed_precision=.
+    (Captured at accelerate.Accelerator: building a real fp16 engine needs a GPU.)"""
+    import accelerate
+
+    seen = {}
+    monkeypatch.setattr(accelerate.Accelerator, "__init__", lambda self, *args, **kwargs: seen.update(kwargs))
+    REGISTRY.get_from_params(_target_=name, fp16=fp16)
+    assert "fp16" not in seen and seen.get("mixed_precision") == expected and seen["cpu"] is False
+
+
 def config_with(tmp_path: Path, old: str, new: str) -> Path:
     text = (ROOT / "configs" / "demo.yml").read_text()
     assert old in text
