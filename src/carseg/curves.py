@@ -1,9 +1,9 @@
 """Training curves: loss, Dice and IoU per loader per epoch from Catalyst's CSV logs -> LOGDIR/curves.png."""
 import math
-import os
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from carseg.atomic import atomic_path
 from carseg.errors import CarsegError
 
 CSV_FOLDER = "csv_logger"  # where Catalyst's CSVLogger writes <loader>.csv under the logdir
@@ -93,11 +93,9 @@ def plot_curves(logdir: Path) -> Path:
     figure.suptitle(str(logdir.resolve().name), fontsize=9)
 
     target = logdir / CURVES_FILE
-    tmp = target.with_name(f".{target.name}.tmp")
     try:
-        figure.savefig(tmp, format="png")
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            figure.savefig(tmp, format="png")
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise CarsegError(f"{target}: could not write the curves ({exc.strerror or exc})") from exc
     return target

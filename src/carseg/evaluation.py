@@ -16,6 +16,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from carseg.atomic import write_bytes_atomic
 from carseg.data.images import read_image, read_mask, write_image_atomic
 from carseg.data.pairs import check_same_size, pair_by_name
 from carseg.errors import CarsegError
@@ -147,9 +148,7 @@ def _clean(value):
 def _write_text_atomic(path: Path, text: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_bytes_atomic(path, text.encode("utf-8"))
     except OSError as exc:
         raise CarsegError(f"{path}: cannot write ({exc.strerror or exc}); choose another path") from exc
 

@@ -1,12 +1,12 @@
 """``bin/prepare_dataset.py``: pair Carvana-layout images and masks and write train/valid (and k-fold) CSVs."""
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import pandas as pd
 
+from carseg.atomic import atomic_path
 from carseg.data.pairs import car_id, check_pairs, folds_by_car, pair_by_name, split_by_car
 from carseg.errors import CarsegError, one_line
 
@@ -19,10 +19,9 @@ def _names(paths: List[Path], limit: int = 3) -> str:
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write to a temporary name and rename, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    """``frame.to_csv(path)`` without the index, atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def _cars(frame: pd.DataFrame) -> int:

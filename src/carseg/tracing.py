@@ -1,7 +1,6 @@
 """``catalyst-dl trace``: rebuild the model from LOGDIR/configs, load a checkpoint, trace, save with metadata."""
 import copy
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
@@ -11,6 +10,7 @@ from catalyst.registry import REGISTRY
 from catalyst.utils import trace_model
 
 import carseg  # noqa: F401 - registers carseg's names
+from carseg.atomic import atomic_path
 from carseg.config import MERGED_CONFIG, load_configs
 from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, as_hw
 from carseg.errors import CarsegError
@@ -99,12 +99,10 @@ def trace_logdir(logdir: Path, checkpoint: str = "best", image_size: Optional[Se
     name = "best" if checkpoint == "best" else ("last" if checkpoint == "last" else Path(checkpoint).stem)
     out = Path(out) if out else logdir / "trace" / f"traced-{name}-forward.pth"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
     meta = metadata(config, image_hw, weights)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_path(out) as tmp:
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.save(traced.cpu(), str(tmp), _extra_files={METADATA_FILE: json.dumps(meta)})
-    os.replace(tmp, out)
     print(f"traced {meta['model']} from {weights} at {image_hw[0]}x{image_hw[1]}: "
           f"max |traced - eager| = {max_diff:.2e} -> {out}")
     if onnx:
@@ -120,20 +118,19 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, check: torch.Tens
     import onnxruntime
     from catalyst.utils.onnx import onnx_export
 
-    tmp = out.with_name(f".{out.name}.tmp")
     axes = {0: "batch", 2: "height", 3: "width"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        onnx_export(model, example, str(tmp), input_names=["image"], output_names=["logits"],
-                    dynamic_axes={"image": axes, "logits": axes}, opset_version=18, do_constant_folding=True)
-    proto = onnx_lib.load(str(tmp))
-    onnx_lib.helper.set_model_props(proto, {METADATA_FILE: json.dumps(meta)})
-    onnx_lib.save(proto, str(tmp))
-    session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        max_diff = float(np.abs(session.run(None, {"image": check.numpy()})[0] - model(check).numpy()).max())
-    if max_diff > ONNX_TOLERANCE:
-        raise CarsegError(f"{out}: ONNX and eager outputs differ by {max_diff:.2e} (> {ONNX_TOLERANCE}); use the TorchScript file")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:  # renamed into place only once onnxruntime agrees with eager
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            onnx_export(model, example, str(tmp), input_names=["image"], output_names=["logits"],
+                        dynamic_axes={"image": axes, "logits": axes}, opset_version=18, do_constant_folding=True)
+        proto = onnx_lib.load(str(tmp))
+        onnx_lib.helper.set_model_props(proto, {METADATA_FILE: json.dumps(meta)})
+        onnx_lib.save(proto, str(tmp))
+        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        with torch.no_grad():
+            max_diff = float(np.abs(session.run(None, {"image": check.numpy()})[0] - model(check).numpy()).max())
+        if max_diff > ONNX_TOLERANCE:
+            raise CarsegError(f"{out}: ONNX and eager outputs differ by {max_diff:.2e} (> {ONNX_TOLERANCE}); use the TorchScript file")
     print(f"exported ONNX: max |onnxruntime - eager| = {max_diff:.2e} at {check.shape[2]}x{check.shape[3]} -> {out}")
     return out

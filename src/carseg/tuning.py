@@ -6,7 +6,6 @@ vars); this adds a logdir per trial, the best checkpoint's metric as the score, 
 """
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -15,6 +14,7 @@ from catalyst.contrib.scripts.run import run_from_params
 from catalyst.registry import REGISTRY
 from hydra_slayer import functional as F
 
+from carseg.atomic import atomic_path, write_bytes_atomic
 from carseg.config import apply_overrides, save_config, train_calls
 from carseg.errors import CarsegError
 
@@ -59,9 +59,9 @@ def tune(config: Dict[str, Any], logdir: Path, n_trials: int, timeout: Optional[
     study.optimize(objective, n_trials=n_trials, timeout=timeout)
     tune_dir = logdir / "tune"
     tune_dir.mkdir(parents=True, exist_ok=True)
-    study.trials_dataframe().to_csv(tune_dir / ".trials.csv.tmp", index=False)
-    os.replace(tune_dir / ".trials.csv.tmp", tune_dir / "trials.csv")
+    with atomic_path(tune_dir / "trials.csv") as tmp:
+        study.trials_dataframe().to_csv(tmp, index=False)
     best = {"trial": study.best_trial.number, "value": study.best_value, "params": study.best_params,
             "logdir": str(logdir / f"trial_{study.best_trial.number:03d}")}
-    (tune_dir / "best.yml").write_text(yaml.safe_dump(best, sort_keys=False))
+    write_bytes_atomic(tune_dir / "best.yml", yaml.safe_dump(best, sort_keys=False).encode("utf-8"))
     return best

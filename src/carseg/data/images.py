@@ -1,5 +1,4 @@
 """Image and mask reading: fast reduced-size JPEG decoding and strict binary masks."""
-import os
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -7,6 +6,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from carseg.atomic import write_bytes_atomic
 from carseg.errors import CarsegError
 
 ENCODE_PARAMS = {
@@ -113,6 +113,4 @@ def write_image_atomic(path: Path, image: np.ndarray, fmt: str, in_place: bool =
     if not ok:
         raise CarsegError(f"{path}: could not encode as {fmt}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(encoded.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, encoded.tobytes())

@@ -15,7 +15,6 @@ import hashlib
 import io
 import os
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ import cv2
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from carseg.atomic import write_bytes_atomic
 
 SHIFT = 4  # cv2 fixed-point bits: sub-pixel geometry shared by image and mask
 ONE = 1 << SHIFT
@@ -385,18 +386,6 @@ def _gif(mask: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a hidden temporary file next to ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _make(job: tuple[Path, Path, int, str, int, int, int, tuple[int, int]]) -> bool:
     """Render and write one image/mask pair unless both exist; True when something was written."""
     image_path, mask_path, seed, split, car_index, view_index, views, size = job
@@ -405,7 +394,7 @@ def _make(job: tuple[Path, Path, int, str, int, int, int, tuple[int, int]]) -> b
     img, mask = render(seed, split, car_index, view_index, views, size)
     for path, encode, array in ((image_path, _jpeg, img), (mask_path, _gif, mask)):
         if not path.exists():
-            _write_atomic(path, encode(array))
+            write_bytes_atomic(path, encode(array))
     return True
 
 
@@ -427,7 +416,7 @@ def generate_dataset(data_dir: Path, num_cars: int = 60, views: int = 8, num_tes
                 name = f"{car_id(seed, split, index)}_{view + 1:02d}"
                 jobs.append((data_dir / split / f"{name}.jpg", data_dir / f"{split}_masks" / f"{name}_mask.gif",
                              seed, split, index, view, views, tuple(size)))
-    _write_atomic(data_dir / "SYNTHETIC.txt", _note(num_cars, views, num_test_cars, size, seed).encode())
+    write_bytes_atomic(data_dir / "SYNTHETIC.txt", _note(num_cars, views, num_test_cars, size, seed).encode())
     pool, cv2_threads = ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)), cv2.getNumThreads()
     cv2.setNumThreads(1)  # parallel over images, not inside OpenCV calls: ~1.6x faster on 2 cores
     try:
