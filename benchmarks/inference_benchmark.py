@@ -70,11 +70,6 @@ from carseg.models.unet import UNet
 from carseg.predictor import METADATA_FILE, Predictor, cut_out, load_traced
 from carseg.tracing import export_onnx
 
-try:  # the CLI's PNG settings, if it has its own
-    from carseg.background_removal import _ENCODE_PARAMS as CLI_ENCODE_PARAMS
-except ImportError:
-    CLI_ENCODE_PARAMS = ENCODE_PARAMS
-
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / "bin" / "car_segmentation.py"
 SPEED_GOAL, IOU_GOAL, MEMORY_GOAL, TTA_GOAL = 2.0, 0.98, 1.15, 2.1
@@ -311,7 +306,7 @@ def our_stages(photos: List[Path], model_path: Path, device: str, out_dir: Path)
             image = timed("decode", read_image, path)
             mask = timed("resize back", lambda: predictor.binarize(predictor.upsample(prob, image.shape[:2])))
             bgra = timed("compose", lambda: cv2.cvtColor(cut_out(image, mask), cv2.COLOR_RGBA2BGRA))
-            encoded = timed("PNG encode", lambda: cv2.imencode(".png", bgra, CLI_ENCODE_PARAMS["png"])[1])
+            encoded = timed("PNG encode", lambda: cv2.imencode(".png", bgra, ENCODE_PARAMS["png"])[1])
             timed("write", (out_dir / f"{path.stem}.png").write_bytes, encoded)
     finally:
         torch.set_num_threads(threads[0])
@@ -425,7 +420,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             ("PNG encode + write", ["PNG encode", "write"], ["PNG encode + write"]),
             ("total", list(stages), list(tutorial_ms)),
         ]
-        print(f"\n  where the time goes, ms per photo    ours (1 thread)   tutorial (as run)")
+        print("\n  where the time goes, ms per photo    ours (1 thread)   tutorial (as run)")
         for label, mine, theirs in rows:
             print(f"    {label:30s} {sum(stages[k] for k in mine):10.1f}   {sum(tutorial_ms[k] for k in theirs):14.1f}")
         print("    (ours: 'network input' is a 1/8-scale JPEG decode + resize + normalise in a loader worker;\n"

@@ -47,14 +47,9 @@ from carseg.data.dataset import SegmentationDataset
 from carseg.data.images import image_size, read_image, read_mask
 from carseg.data.pairs import pair_by_name
 from carseg.errors import CarsegError
-from carseg.experiment import Experiment
+from carseg.experiment import Experiment, _worker_init
 from carseg.losses import BCEDiceLoss
 from carseg.models.unet import UNet
-
-try:  # the loaders' per-worker setup (cv2 threads); private, so optional
-    from carseg.experiment import _worker_init
-except ImportError:
-    _worker_init = None
 
 DATA_GOAL, LOOP_GOAL, ADDITIONS_GOAL, MIN_MASK_IOU = 2.5, 1.10, 1.05, 0.98
 STEPS = ("image", "mask", "transforms")
@@ -180,7 +175,7 @@ def _data_child(conn, name, pairs, image_hw, mode, passes, with_breakdown) -> No
     try:
         cv2.setNumThreads(1)
         torch.set_num_threads(1)  # what DataLoader does in each worker
-        if name == "ours" and _worker_init is not None:
+        if name == "ours":
             _worker_init(0)  # the Experiment's own loader-worker setup
         dataset = make_dataset(name, pairs, image_hw, mode)
         full_pass(dataset)  # warm-up: page cache, first-call costs, allocator

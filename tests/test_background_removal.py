@@ -10,8 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from carseg.background_removal import in_shard, main, plan_jobs
-from carseg.errors import CarsegError
+from carseg.background_removal import in_shard, plan_jobs
 from carseg.predictor import Predictor, cut_out
 
 from conftest import ROOT, red_car_photo

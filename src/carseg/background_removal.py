@@ -11,7 +11,6 @@ from typing import Deque, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 

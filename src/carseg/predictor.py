@@ -96,6 +96,7 @@ class Predictor:
         self.device = resolve_device(device)
         if backend == "auto":
             backend = "onnx" if Path(model_path).suffix.lower() == ".onnx" else "torchscript"
+        self.backend = backend
         if backend == "onnx":
             from carseg.onnx_backend import load_onnx
 
@@ -104,8 +105,6 @@ class Predictor:
             traced, self.metadata = load_traced(model_path, self.device)
         self.threshold = self.metadata.get("threshold", 0.5) if threshold is None else threshold
         self.max_size = image_size or max(self.metadata["image_size"])
-        trained_hw = self.metadata["image_size"]
-        self.input_pixels = trained_hw[0] * trained_hw[1] * (self.max_size / max(trained_hw)) ** 2
         divisor = self.metadata.get("size_divisor", 32)
         # Same steps as validation (resize longest side, normalize); padding goes bottom/right
         # up to a multiple of the network stride, so any aspect ratio works.
@@ -127,7 +126,9 @@ class Predictor:
         UNet 12.1 at 8, 9.7 at 1). 8 at 128x192, 2 at 256x384, 1 at 512x768."""
         if self.device != "cpu":
             return 8
-        return int(max(1, min(8, CPU_BATCH_PIXELS // self.input_pixels)))
+        trained_hw = self.metadata["image_size"]
+        input_pixels = trained_hw[0] * trained_hw[1] * (self.max_size / max(trained_hw)) ** 2
+        return int(max(1, min(8, CPU_BATCH_PIXELS // input_pixels)))
 
     def prepare(self, image: np.ndarray) -> Prepared:
         """RGB uint8 H x W x 3 -> network input (safe to run in a DataLoader worker)."""
@@ -156,7 +157,7 @@ class Predictor:
         for i, p in enumerate(prepared):
             batch[i, :, : p.tensor.shape[1], : p.tensor.shape[2]] = p.tensor
         batch = batch.to(self.device)
-        if self.device == "cpu":  # oneDNN convolutions run ~20-25% faster on NHWC input (benchmarks/README.md)
+        if self.device == "cpu" and self.backend == "torchscript":  # oneDNN convolutions: ~20-25% faster on NHWC input (benchmarks/README.md)
             batch = batch.contiguous(memory_format=torch.channels_last)
         probs = self.model(batch)[:, 0].float().cpu().numpy()
         return [prob[: p.resized_hw[0], : p.resized_hw[1]].copy() for prob, p in zip(probs, prepared)]
