@@ -40,7 +40,6 @@ processes leave the CPU alone; a measurement that other processes disturbed anyw
 core) is redone, at most twice, and says so. Exits 0 whether goals pass or fail.
 """
 import argparse
-import json
 import math
 import os
 import re
@@ -65,9 +64,10 @@ from albumentations.pytorch import ToTensorV2
 
 from carseg.data.images import ENCODE_PARAMS, read_image
 from carseg.data.synthetic import generate_dataset
-from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, post_transforms, pre_transforms
+from carseg.data.transforms import post_transforms, pre_transforms
 from carseg.models.unet import UNet
-from carseg.predictor import METADATA_FILE, Predictor, cut_out, load_traced
+from carseg.metadata import ModelMetadata, save_traced
+from carseg.predictor import Predictor, cut_out, load_traced
 from carseg.tracing import export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,10 +110,8 @@ def build_model(path: Path, photos: List[Path]) -> Path:
         model.head.bias.mul_(scale)
         model.head.bias.sub_(model(x).median())
         traced = torch.jit.trace(model, x[:1])
-        meta = {"format": "carseg-traced-v1", "model": "UNet", "image_size": list(MODEL_HW), "mean": list(IMAGENET_MEAN),
-                "std": list(IMAGENET_STD), "output": "logits", "threshold": 0.5, "size_divisor": 32,
-                "checkpoint": "random weights (benchmarks/inference_benchmark.py)"}
-        torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
+        meta = ModelMetadata(model="UNet", image_size=MODEL_HW, checkpoint="random weights (benchmarks/inference_benchmark.py)")
+        save_traced(traced, path, meta)
     export_onnx(model, x[:1], torch.randn(2, 3, MODEL_HW[0] + 32, MODEL_HW[1] + 64), path.with_suffix(".onnx"), meta)
     return path
 
@@ -239,11 +237,11 @@ def tutorial_loop(photos: List[Path], out_dir: Path, model_path: Path, device: s
     """The Catalyst tutorial's inference, one photo at a time; returns seconds per stage (summed)."""
     shutil.rmtree(out_dir, ignore_errors=True)
     model, meta = load_traced(model_path, device)
-    height, width = meta["image_size"]
+    height, width = meta.image_size
     resize = A.LongestMaxSize(max_size=max(height, width), interpolation=cv2.INTER_AREA)
     pad_normalize = A.Compose([A.PadIfNeeded(min_height=height, min_width=width, position="top_left",
                                              border_mode=cv2.BORDER_CONSTANT),
-                               A.Normalize(mean=meta["mean"], std=meta["std"]), ToTensorV2()])
+                               A.Normalize(mean=meta.mean, std=meta.std), ToTensorV2()])
     out_dir.mkdir(parents=True)
     seconds = dict.fromkeys(("decode", "preprocess", "model forward", "resize back", "compose", "PNG encode + write"), 0.0)
     clock = time.perf_counter()
@@ -262,7 +260,7 @@ def tutorial_loop(photos: List[Path], out_dir: Path, model_path: Path, device: s
         lap("preprocess")
         with torch.no_grad():
             logits = model(x[None].to(device))
-            mask = (torch.sigmoid(logits)[0, 0] > meta["threshold"]).float().cpu().numpy()
+            mask = (torch.sigmoid(logits)[0, 0] > meta.threshold).float().cpu().numpy()
         lap("model forward")
         mask = mask[: resized.shape[0], : resized.shape[1]]
         mask = (cv2.resize(mask, (image.shape[1], image.shape[0])) > 0.5).astype(np.uint8) * 255

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Batch background removal: python bin/car_segmentation.py IN OUT MODEL [options] (see --help)."""
+"""Batch background removal: python bin/car_segmentation.py IN OUT [MODEL] [options] (see --help; no MODEL: the built-in one)."""
 import os
 
 # Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning, leaving the cores to the

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Score a traced model on labelled photos: python bin/evaluate.py MODEL --images DIR --masks DIR [options] (see --help)."""
+"""Score a traced model (default: the built-in one) on labelled photos: python bin/evaluate.py [MODEL] --images DIR --masks DIR | --pairs CSV (see --help)."""
 from carseg.evaluation import main
 
 if __name__ == "__main__":

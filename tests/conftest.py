@@ -1,5 +1,4 @@
 """Shared fixtures: tiny generated datasets in Carvana's layout."""
-import json
 import shutil
 from pathlib import Path
 from typing import Tuple
@@ -45,15 +44,12 @@ class RedOracle(torch.nn.Module):
 
 def save_traced(model: torch.nn.Module, path: Path, image_size=(64, 96)) -> Path:
     """Trace ``model`` and save it with the metadata ``catalyst-dl trace`` writes."""
-    from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from carseg.predictor import METADATA_FILE
+    from carseg import metadata
 
-    meta = {"format": "carseg-traced-v1", "model": type(model).__name__, "image_size": list(image_size),
-            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "output": "logits", "threshold": 0.5,
-            "size_divisor": 32, "checkpoint": "test"}
-    traced = torch.jit.trace(model.eval(), torch.rand(1, 3, *image_size))
-    torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
-    return path
+    with torch.no_grad():
+        traced = torch.jit.trace(model.eval(), torch.rand(1, 3, *image_size))
+    meta = metadata.ModelMetadata(model=type(model).__name__, image_size=tuple(image_size), checkpoint="none (test fixture)")
+    return metadata.save_traced(traced, path, meta)
 
 
 @pytest.fixture(scope="session")

@@ -93,3 +93,26 @@ def test_experiment_loaders(tiny_dataset, tmp_path):
     batch = next(iter(loaders["train"]))
     assert batch["features"].shape == (4, 3, 64, 96) and batch["targets"].shape == (4, 1, 64, 96)
     assert batch["features"].dtype == torch.float32
+
+
+def test_soft_mask_is_the_car_share_of_each_pixel(tmp_path):
+    mask = np.zeros((4, 8), np.uint8)
+    mask[:, :3] = 255  # 3 of the 4 columns of the first 4x4 block are car
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    soft = read_mask(tmp_path / "m.png", out_hw=(1, 2), soft=True)
+    assert soft.dtype == np.float32 and soft.tolist() == [[0.75, 0.0]]
+    assert read_mask(tmp_path / "m.png", out_hw=(1, 2)).tolist() in ([[1, 0]], [[0, 0]])  # nearest: 0 or 1 only
+
+
+def test_experiment_soft_masks_and_fit_all(tiny_dataset):
+    prepare(["--datapath", str(tiny_dataset)])
+    csvs = {"train_csv": str(tiny_dataset / "dataset_train.csv"), "valid_csv": str(tiny_dataset / "dataset_valid.csv")}
+    hard = Experiment(**csvs, image_size=(32, 48), num_workers=0).get_datasets()["valid"][0]["targets"]
+    soft = Experiment(**csvs, image_size=(32, 48), num_workers=0, soft_masks=True).get_datasets()["valid"][0]["targets"]
+    assert set(hard.unique().tolist()) == {0.0, 1.0}
+    fractional = (soft > 0) & (soft < 1)
+    assert fractional.any() and (soft.round() == hard).float().mean() > 0.98  # edges soft, the rest as before
+    split = Experiment(**csvs, num_workers=0, fit_all=True).get_split()
+    plain = Experiment(**csvs, num_workers=0).get_split()
+    assert len(split["train"]) == len(plain["train"]) + len(plain["valid"])
+    assert split["valid"].equals(plain["valid"])

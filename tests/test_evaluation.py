@@ -19,26 +19,13 @@ from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from carseg.evaluation import main as evaluate_main
 from carseg.metrics import Confusion, confusion, roc_auc, scores
 from carseg.models.unet import UNet
-from carseg.predictor import METADATA_FILE
 
-from conftest import ROOT
+from conftest import ROOT, save_traced
 
 MODEL_HW = (64, 96)  # traced input size; the Predictor resizes the longest side to 96
 
 
 # ---------------------------------------------------------------------------- traced models
-
-
-def save_traced(model: nn.Module, path: Path, image_hw: Sequence[int] = MODEL_HW) -> Path:
-    """Trace ``model`` and save it with the metadata ``carseg.tracing.metadata()`` writes."""
-    model = model.eval()
-    with torch.no_grad():
-        traced = torch.jit.trace(model, torch.randn(1, 3, *image_hw))
-    meta = {"format": "carseg-traced-v1", "model": type(model).__name__, "image_size": list(image_hw),
-            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "output": "logits", "threshold": 0.5,
-            "size_divisor": 32, "checkpoint": "none (test fixture)"}
-    torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
-    return path
 
 
 class RedOracle(nn.Module):

@@ -95,3 +95,46 @@ def test_smp_misspelt_key_is_caught(tmp_path):
                        "_target_: smp.Unet\n  _var_: model\n  encoder_weigths: null")
     with pytest.raises(CarsegError, match="did you mean 'encoder_weights'"):
         validate(load_configs([path]), str(path))
+
+
+def test_depth_four_resnet_unet_drops_the_stage_it_never_runs():
+    params = {"_target_": "smp.Unet", "encoder_name": "resnet18", "encoder_weights": None, "encoder_depth": 4,
+              "decoder_channels": [32, 16, 8, 8]}
+    model = REGISTRY.get_from_params(**params).eval()
+    assert not any(name.startswith("encoder.layer4.") for name in model.state_dict())
+    assert sum(p.numel() for p in model.parameters()) < 3_000_000  # ResNet-18's layer4 alone is 8.4M
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 64, 96)).shape == (1, 1, 64, 96)
+    full = REGISTRY.get_from_params(_target_="smp.Unet", encoder_name="resnet18", encoder_weights=None).eval()
+    assert any(name.startswith("encoder.layer4.") for name in full.state_dict())
+
+
+def test_base_configs_compose(tmp_path):
+    (tmp_path / "_base_").mkdir()
+    (tmp_path / "_base_" / "schedule.yml").write_text("run:\n  - _call_: train\n    num_epochs: 30\n    logdir: a\n")
+    (tmp_path / "base.yml").write_text(
+        "_base_: _base_/schedule.yml\nmodel: {_target_: UNet, depth: 4}\n"
+        "callbacks: [{_target_: DiceCallback, threshold: 0.5}, {_target_: EarlyStoppingCallback, patience: 8}]\n")
+    (tmp_path / "child.yml").write_text(
+        "_base_: [base.yml]\nmodel: {depth: 3}\nrun: [{_call_: train, num_epochs: 2}]\n"
+        "callbacks: [{_target_: DiceCallback}, {_target_: EarlyStoppingCallback, patience: 20}]\n")
+    config = load_configs([tmp_path / "child.yml"])
+    assert "_base_" not in config
+    assert config["model"] == {"_target_": "UNet", "depth": 3}
+    assert config["run"] == [{"_call_": "train", "num_epochs": 2, "logdir": "a"}]
+    assert config["callbacks"] == [{"_target_": "DiceCallback", "threshold": 0.5}, {"_target_": "EarlyStoppingCallback", "patience": 20}]
+    (tmp_path / "base.yml").write_text("_base_: child.yml\n")
+    with pytest.raises(CarsegError, match="include each other"):
+        load_configs([tmp_path / "child.yml"])
+    (tmp_path / "child.yml").write_text("_base_: missing.yml\n")
+    with pytest.raises(CarsegError, match="missing.yml: config file not found"):
+        load_configs([tmp_path / "child.yml"])
+
+
+def test_real_recipe_merges_over_unet():
+    config = load_configs([ROOT / "configs" / "real.yml"])
+    validate(config, "real.yml")
+    callbacks = config["run"][0]["callbacks"]
+    assert [c["_target_"] for c in callbacks] == [c["_target_"] for c in load_configs([ROOT / "configs" / "unet.yml"])["run"][0]["callbacks"]]
+    assert callbacks[1]["input_key"] == "probs" and callbacks[4]["patience"] == config["run"][0]["num_epochs"]
+    assert config["model"]["encoder_weights"] is None and config["experiment"]["soft_masks"] is True

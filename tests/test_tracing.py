@@ -43,7 +43,7 @@ def test_traced_equals_eager_at_other_sizes(tmp_path, model_params):
     out = trace_logdir(logdir)
     assert out == logdir / "trace" / "traced-best-forward.pth"
     traced, meta = load_traced(out)
-    assert meta["image_size"] == [128, 192] and meta["output"] == "logits" and meta["model"] == model_params["_target_"]
+    assert meta.image_size == (128, 192) and meta.output == "logits" and meta.model == model_params["_target_"]
     eager = REGISTRY.get_from_params(**{k: (None if k == "encoder_weights" else v)
                                         for k, v in model_params.items() if k != "_var_"}).eval()
     eager.load_state_dict(torch.load(logdir / "checkpoints" / "model.best.pth"))
@@ -62,7 +62,7 @@ def test_cli_trace_last_checkpoint_and_out(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "max |traced - eager|" in result.stdout
-    assert Predictor(out, device="cpu").metadata["image_size"] == [64, 96]
+    assert Predictor(out, device="cpu").metadata.image_size == (64, 96)
 
 
 def test_bad_logdirs(tmp_path):

@@ -208,7 +208,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         description="Cut cars out of every photo in IN and write them to OUT (RGBA PNG by default).")
     parser.add_argument("input", type=Path, metavar="IN", help="folder of photos")
     parser.add_argument("output", type=Path, metavar="OUT", help="folder for the cut-outs (created if needed)")
-    parser.add_argument("model", type=Path, metavar="MODEL", help="traced model from catalyst-dl trace")
+    parser.add_argument("model", type=Path, nargs="?", metavar="MODEL",
+                        help="traced model from catalyst-dl trace (default: the built-in model, trained on real car photos)")
     parser.add_argument("--threshold", type=float, help="probability threshold (default: the model's, 0.5)")
     parser.add_argument("--image-size", type=int, help="network input longest side (default: the training size)")
     parser.add_argument("--background", default="transparent", help="transparent (default), white, or R,G,B")

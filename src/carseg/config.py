@@ -14,15 +14,16 @@ META_KEYS = {"_target_", "_var_", "_mode_", "_meta_factory_", "_call_"}
 
 
 def merge(base: Any, overlay: Any) -> Any:
-    """Deep-merge ``overlay`` into ``base``: mappings key by key, and ``run:`` lists entry by entry
-    where both entries call the same method (so an overlay can change ``num_epochs``)."""
+    """Deep-merge ``overlay`` into ``base``: mappings key by key, and lists of the same length entry by
+    entry where each pair calls the same method (``run:``, so an overlay can change ``num_epochs``) or
+    builds the same ``_target_`` (``callbacks:``, so an overlay can change one callback's setting)."""
     if isinstance(base, dict) and isinstance(overlay, dict):
         merged = dict(base)
         for key, value in overlay.items():
             merged[key] = merge(base[key], value) if key in base else value
         return merged
     if isinstance(base, list) and isinstance(overlay, list) and len(base) == len(overlay) and all(
-        isinstance(b, dict) and isinstance(o, dict) and b.get("_call_") == o.get("_call_") is not None
+        isinstance(b, dict) and isinstance(o, dict) and any(b.get(k) == o.get(k) is not None for k in ("_call_", "_target_"))
         for b, o in zip(base, overlay)
     ):
         return [merge(b, o) for b, o in zip(base, overlay)]
@@ -33,17 +34,27 @@ def load_configs(paths: Sequence[Path]) -> Dict[str, Any]:
     """Merge YAML files left to right (later files override keys of earlier ones)."""
     merged: Dict[str, Any] = {}
     for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise CarsegError(f"{path}: config file not found")
-        try:
-            part = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise CarsegError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from exc
-        if not isinstance(part, dict):
-            raise CarsegError(f"{path}: a config must be a mapping of sections (runner:, run:, ...)")
-        merged = merge(merged, part)
+        merged = merge(merged, _load_with_bases(Path(path), ()))
     return merged
+
+
+def _load_with_bases(path: Path, chain: Tuple[Path, ...]) -> Dict[str, Any]:
+    """One YAML file merged over its ``_base_:`` files (a path or a list, relative to it; as mmsegmentation)."""
+    if not path.is_file():
+        raise CarsegError(f"{path}: config file not found" + (f" (a _base_ of {chain[-1]})" if chain else ""))
+    if path.resolve() in chain:
+        raise CarsegError(f"{path}: _base_ files include each other ({' -> '.join(p.name for p in chain)}); break the cycle")
+    try:
+        part = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise CarsegError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from exc
+    if not isinstance(part, dict):
+        raise CarsegError(f"{path}: a config must be a mapping of sections (runner:, run:, ...)")
+    bases = part.pop("_base_", [])
+    merged: Dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        merged = merge(merged, _load_with_bases(path.parent / base, (*chain, path.resolve())))
+    return merge(merged, part)
 
 
 def _parse_set(item: str) -> Tuple[List[str], Any]:

@@ -17,11 +17,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from carseg.atomic import write_bytes_atomic
+from carseg.data.dataset import read_pairs_csv
 from carseg.data.images import read_image, read_mask, write_image_atomic
 from carseg.data.pairs import check_same_size, pair_by_name
 from carseg.errors import CarsegError
 from carseg.metrics import METRICS, scores
-from carseg.predictor import TTA_TRANSFORMS, Predictor
+from carseg.predictor import BUILTIN_MODEL, TTA_TRANSFORMS, Predictor
 
 PROG = "evaluate.py"
 # Overlay colours (RGB): what the model got right, what it added, what it missed.
@@ -196,9 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Score a traced model on labelled photos: Dice, IoU, accuracy, precision, recall, "
                                "F1 and ROC AUC per image at full resolution, and their means.")
-    parser.add_argument("model", type=Path, metavar="MODEL", help="traced model from catalyst-dl trace")
-    parser.add_argument("--images", type=Path, required=True, metavar="DIR", help="folder of photos")
-    parser.add_argument("--masks", type=Path, required=True, metavar="DIR", help="folder of masks NAME<suffix>.gif/.png")
+    parser.add_argument("model", type=Path, nargs="?", metavar="MODEL",
+                        help="traced model from catalyst-dl trace (default: the built-in model, trained on real car photos)")
+    parser.add_argument("--images", type=Path, metavar="DIR", help="folder of photos")
+    parser.add_argument("--masks", type=Path, metavar="DIR", help="folder of masks NAME<suffix>.gif/.png")
+    parser.add_argument("--pairs", type=Path, metavar="CSV",
+                        help="instead of --images/--masks: an image,mask CSV, e.g. bin/prepare_dataset.py's dataset_valid.csv")
     parser.add_argument("--mask-suffix", default="_mask", metavar="SUFFIX", help="mask name = image stem + this (default: _mask)")
     parser.add_argument("--csv", type=Path, metavar="PATH", help="write per-image scores as CSV")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write means and per-image scores as JSON")
@@ -219,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    if (args.pairs is None) == (args.images is None or args.masks is None) or (args.pairs and (args.images or args.masks)):
+        raise CarsegError("give either --images DIR --masks DIR, or --pairs CSV")
     for name in ("batch_size", "image_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise CarsegError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
@@ -234,12 +240,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     log = lambda line: print(line, file=sys.stderr)
     try:
         _check_args(args)
-        pairs = _pairs(args.images, args.masks, args.mask_suffix, log)
+        pairs = (_pairs(args.images, args.masks, args.mask_suffix, log) if args.pairs is None
+                 else [(Path(i), Path(m)) for i, m in read_pairs_csv(args.pairs)[["image", "mask"]].itertuples(index=False)])
         predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold, backend=args.backend,
                               image_size=args.image_size)
         result = evaluate(pairs, predictor, args.batch_size or predictor.default_batch_size, args.workers,
                           args.num_overlays if args.overlays else 0, progress=not args.quiet, log=log)
-        info = {"model": str(args.model), "images": str(args.images), "masks": str(args.masks), "tta": args.tta,
+        info = {"model": str(args.model or BUILTIN_MODEL), "images": str(args.images or args.pairs), "masks": str(args.masks or args.pairs), "tta": args.tta,
                 "threshold": predictor.threshold, "image_size": predictor.max_size}
         if args.csv:
             write_csv(result, args.csv)

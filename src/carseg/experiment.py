@@ -44,6 +44,8 @@ class Experiment:
         std: Sequence[float] = IMAGENET_STD,
         folds_csv: Optional[str] = None,
         valid_fold: Optional[int] = None,
+        soft_masks: bool = False,
+        fit_all: bool = False,
     ):
         if folds_csv is not None:
             if valid_fold is None:
@@ -65,11 +67,13 @@ class Experiment:
         self.num_workers = num_workers
         self.train_augmentations = list(train_augmentations)
         self.mean, self.std = tuple(mean), tuple(std)
+        self.soft_masks = soft_masks
+        self.fit_all = fit_all
 
     def get_transforms(self, mode: str) -> A.Compose:
         """Pre + (train only) augmentations + post."""
         augment = self.train_augmentations if mode == "train" else []
-        return compose(pre_transforms(self.image_size), augment, post_transforms(self.mean, self.std))
+        return compose(pre_transforms(self.image_size, self.soft_masks), augment, post_transforms(self.mean, self.std))
 
     def get_frames(self) -> Dict[str, pd.DataFrame]:
         """``train`` and ``valid`` rows (image, mask paths): from the two CSVs, or split from ``folds_csv``."""
@@ -88,11 +92,18 @@ class Experiment:
         valid = frame["fold"] == self.valid_fold
         return {"train": frame[~valid].reset_index(drop=True), "valid": frame[valid].reset_index(drop=True)}
 
+    def get_split(self) -> Dict[str, pd.DataFrame]:
+        """``get_frames``, with the valid rows also in train when ``fit_all``."""
+        frames = self.get_frames()
+        if self.fit_all:
+            frames["train"] = pd.concat([frames["train"], frames["valid"]], ignore_index=True)
+        return frames
+
     def get_datasets(self) -> "OrderedDict[str, SegmentationDataset]":
         """``train`` and ``valid`` datasets from the CSVs."""
         return OrderedDict(
-            (mode, SegmentationDataset(frame, self.get_transforms(mode), self.image_size))
-            for mode, frame in self.get_frames().items()
+            (mode, SegmentationDataset(frame, self.get_transforms(mode), self.image_size, self.soft_masks))
+            for mode, frame in self.get_split().items()
         )
 
     def get_loaders(self) -> "OrderedDict[str, DataLoader]":

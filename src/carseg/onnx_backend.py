@@ -1,11 +1,11 @@
 """The ONNX backend: an onnxruntime session behind the same call as the TorchScript module."""
-import json
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Tuple
 
 import torch
 
 from carseg.errors import CarsegError
+from carseg.metadata import METADATA_FILE, ModelMetadata
 
 
 class OnnxModel:
@@ -20,7 +20,7 @@ class OnnxModel:
         return torch.from_numpy(out).to(x.device)
 
 
-def load_onnx(path: Path, device: str = "cpu", metadata_key: str = "carseg.json") -> Tuple[OnnxModel, Dict[str, Any]]:
+def load_onnx(path: Path, device: str = "cpu") -> Tuple[OnnxModel, ModelMetadata]:
     """Load an ``.onnx`` file written by ``catalyst-dl trace --onnx`` and its metadata."""
     import onnxruntime
 
@@ -33,7 +33,7 @@ def load_onnx(path: Path, device: str = "cpu", metadata_key: str = "carseg.json"
         session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception:
         raise CarsegError(f"{path}: not a readable ONNX model; export one with catalyst-dl trace LOGDIR --onnx") from None
-    meta = session.get_modelmeta().custom_metadata_map.get(metadata_key)
+    meta = session.get_modelmeta().custom_metadata_map.get(METADATA_FILE)
     if not meta:
         raise CarsegError(f"{path}: ONNX file without carseg metadata; re-export it with catalyst-dl trace LOGDIR --onnx")
-    return OnnxModel(session), json.loads(meta)
+    return OnnxModel(session), ModelMetadata.from_json(meta, path)

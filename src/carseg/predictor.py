@@ -1,13 +1,13 @@
 """The Predictor: a traced model file in, full-resolution masks and cut-outs out.
 
 Only the TorchScript file written by ``catalyst-dl trace`` is needed (no model code); its
-metadata says how to preprocess (size, normalisation) and how to read the output.
+metadata says how to preprocess (size, normalisation) and how to read the output. Without a
+file, the built-in model (``BUILTIN_MODEL``) is used.
 """
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import albumentations as A
 import cv2
@@ -19,31 +19,39 @@ from torch import nn
 from carseg.data.images import image_size, read_image
 from carseg.data.transforms import post_transforms, resize_longest
 from carseg.errors import CarsegError
+from carseg.metadata import METADATA_FILE, ModelMetadata
 
-METADATA_FILE = "carseg.json"  # stored inside the TorchScript archive (torch.jit.save's _extra_files)
+# The built-in model (trained on real photos, see its README.md): used when no model file is given.
+BUILTIN_MODEL = Path(__file__).resolve().parent / "builtin_model" / "carseg-real-r18-256x384.pth"
 CPU_BATCH_PIXELS = 8 * 128 * 192  # network input pixels per forward pass on CPU (see Predictor.default_batch_size)
 TTA_TRANSFORMS = {"none": None, "hflip": ttach.aliases.hflip_transform, "d4": ttach.aliases.d4_transform}
 Background = Union[str, Tuple[int, int, int]]
 
 
-def load_traced(path: Path, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, Dict[str, Any]]:
+def load_traced(path: Path, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, ModelMetadata]:
     """Load a ``catalyst-dl trace`` file and its metadata, or fail with one clear line."""
     path = Path(path)
+    builtin = path.resolve() == BUILTIN_MODEL
+    restore = (f"restore it with git checkout -- {BUILTIN_MODEL.relative_to(BUILTIN_MODEL.parents[3])} (or reinstall carseg), "
+               f"or retrain it as {BUILTIN_MODEL.parent / 'README.md'} says")
     if not path.is_file():
-        raise CarsegError(f"{path}: model file not found; create it with catalyst-dl trace LOGDIR")
+        raise CarsegError(f"{path}: carseg's built-in model is missing; {restore}" if builtin
+                          else f"{path}: model file not found; create it with catalyst-dl trace LOGDIR")
     extra = {METADATA_FILE: ""}
     try:
         with warnings.catch_warnings():  # torch 2.15 marks TorchScript deprecated; it still works
             warnings.simplefilter("ignore", FutureWarning)
             module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except Exception:
+        if builtin:
+            raise CarsegError(f"{path}: carseg's built-in model is damaged; {restore}") from None
         if _is_checkpoint(path):
             raise CarsegError(f"{path}: is a training checkpoint, not a traced model; run catalyst-dl trace LOGDIR "
                               "and pass LOGDIR/trace/traced-best-forward.pth") from None
         raise CarsegError(f"{path}: not a TorchScript model file; create one with catalyst-dl trace LOGDIR") from None
     if not extra[METADATA_FILE]:
         raise CarsegError(f"{path}: TorchScript file without carseg metadata; re-export it with catalyst-dl trace LOGDIR")
-    return module.eval(), json.loads(extra[METADATA_FILE])
+    return module.eval(), ModelMetadata.from_json(extra[METADATA_FILE], path)
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -86,34 +94,35 @@ class Predictor:
     """Runs a traced segmentation model on photos of any size (batched, CPU or GPU, optional TTA).
 
     ``backend``: ``torchscript`` (``catalyst-dl trace``'s .pth), ``onnx`` (``--onnx``'s .onnx, run by
-    onnxruntime) or ``auto`` (by the file's suffix).
+    onnxruntime) or ``auto`` (by the file's suffix). ``model_path`` None: the built-in model.
     """
 
-    def __init__(self, model_path: Path, device: str = "auto", tta: str = "none",
+    def __init__(self, model_path: Optional[Path] = None, device: str = "auto", tta: str = "none",
                  threshold: Optional[float] = None, image_size: Optional[int] = None, backend: str = "auto"):
         if tta not in TTA_TRANSFORMS:
             raise CarsegError(f"--tta {tta}: choose one of {', '.join(TTA_TRANSFORMS)}")
         self.device = resolve_device(device)
+        model_path = BUILTIN_MODEL if model_path is None else Path(model_path)
         if backend == "auto":
             backend = "onnx" if Path(model_path).suffix.lower() == ".onnx" else "torchscript"
         self.backend = backend
         if backend == "onnx":
             from carseg.onnx_backend import load_onnx
 
-            traced, self.metadata = load_onnx(model_path, self.device, METADATA_FILE)
+            traced, self.metadata = load_onnx(model_path, self.device)
         else:
             traced, self.metadata = load_traced(model_path, self.device)
-        self.threshold = self.metadata.get("threshold", 0.5) if threshold is None else threshold
-        self.max_size = image_size or max(self.metadata["image_size"])
-        divisor = self.metadata.get("size_divisor", 32)
+        self.threshold = self.metadata.threshold if threshold is None else threshold
+        self.max_size = image_size or max(self.metadata.image_size)
+        divisor = self.metadata.size_divisor
         # Same steps as validation (resize longest side, normalize); padding goes bottom/right
         # up to a multiple of the network stride, so any aspect ratio works.
         self.resize = resize_longest(self.max_size)
         self.pad = A.PadIfNeeded(min_height=None, min_width=None, pad_height_divisor=divisor, pad_width_divisor=divisor,
                                  position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0)
-        self.post = post_transforms(self.metadata["mean"], self.metadata["std"])
-        self.pad_value = [-m / s for m, s in zip(self.metadata["mean"], self.metadata["std"])]
-        model: nn.Module = _Probabilities(traced, self.metadata.get("output", "logits") == "logits")
+        self.post = post_transforms(self.metadata.mean, self.metadata.std)
+        self.pad_value = [-m / s for m, s in zip(self.metadata.mean, self.metadata.std)]
+        model: nn.Module = _Probabilities(traced, self.metadata.output == "logits")
         if TTA_TRANSFORMS[tta] is not None:
             model = ttach.SegmentationTTAWrapper(model, TTA_TRANSFORMS[tta](), merge_mode="mean")
         self.model = model.eval()
@@ -126,7 +135,7 @@ class Predictor:
         UNet 12.1 at 8, 9.7 at 1). 8 at 128x192, 2 at 256x384, 1 at 512x768."""
         if self.device != "cpu":
             return 8
-        trained_hw = self.metadata["image_size"]
+        trained_hw = self.metadata.image_size
         input_pixels = trained_hw[0] * trained_hw[1] * (self.max_size / max(trained_hw)) ** 2
         return int(max(1, min(8, CPU_BATCH_PIXELS // input_pixels)))
 

@@ -10,7 +10,7 @@ def register(registry: Registry) -> None:
     from catalyst import callbacks, dl, loggers
 
     from carseg import engines
-    from carseg.callbacks import CheckRunCallback, PredictionPreviewCallback
+    from carseg.callbacks import ChannelsLastCallback, CheckRunCallback, PredictionPreviewCallback
     from carseg.experiment import Experiment
     from carseg.losses import BCEDiceLoss
     from carseg.models import model_factories
@@ -20,7 +20,7 @@ def register(registry: Registry) -> None:
         registry.add(**{name: obj for name, obj in vars(module).items()
                         if inspect.isclass(obj) and name.endswith(("Callback", "Logger")) and name != "CheckRunCallback"})
     registry.add(CheckRunCallback=CheckRunCallback)  # carseg's fix of Catalyst's (see carseg.callbacks)
-    registry.add(PredictionPreviewCallback=PredictionPreviewCallback)
+    registry.add(PredictionPreviewCallback=PredictionPreviewCallback, ChannelsLastCallback=ChannelsLastCallback)
     registry.add(CPUEngine=dl.CPUEngine, DistributedDataParallelEngine=engines.DistributedDataParallelEngine,
                  GPUEngine=engines.GPUEngine, DataParallelEngine=engines.DataParallelEngine,
                  AutoEngine=engines.AutoEngine)

@@ -1,6 +1,5 @@
 """``catalyst-dl trace``: rebuild the model from LOGDIR/configs, load a checkpoint, trace, save with metadata."""
 import copy
-import json
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
@@ -14,7 +13,7 @@ from carseg.atomic import atomic_path
 from carseg.config import MERGED_CONFIG, load_configs
 from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, as_hw
 from carseg.errors import CarsegError
-from carseg.predictor import METADATA_FILE
+from carseg.metadata import METADATA_FILE, ModelMetadata, save_traced
 
 ONNX_TOLERANCE = 1e-3  # logits; a difference this small does not move a 0.5 threshold visibly
 
@@ -51,20 +50,12 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         raise CarsegError(f"{path}: weights do not fit the model in the logdir's config; was it trained with another config?") from exc
 
 
-def metadata(config: Dict[str, Any], image_hw: Sequence[int], checkpoint: Path) -> Dict[str, Any]:
-    """Everything the Predictor needs besides the weights."""
+def metadata(config: Dict[str, Any], image_hw: Sequence[int], checkpoint: Path) -> ModelMetadata:
+    """Everything the Predictor needs besides the weights, from the logdir's config."""
     experiment = config.get("experiment", {})
-    return {
-        "format": "carseg-traced-v1",
-        "model": config["model"].get("_target_"),
-        "image_size": list(image_hw),
-        "mean": list(experiment.get("mean", IMAGENET_MEAN)),
-        "std": list(experiment.get("std", IMAGENET_STD)),
-        "output": "logits",
-        "threshold": 0.5,
-        "size_divisor": 32,
-        "checkpoint": str(checkpoint),
-    }
+    return ModelMetadata(model=config["model"].get("_target_"), image_size=tuple(image_hw),
+                         mean=tuple(experiment.get("mean", IMAGENET_MEAN)), std=tuple(experiment.get("std", IMAGENET_STD)),
+                         checkpoint=str(checkpoint))
 
 
 def trace_logdir(logdir: Path, checkpoint: str = "best", image_size: Optional[Sequence[int]] = None,
@@ -100,17 +91,15 @@ def trace_logdir(logdir: Path, checkpoint: str = "best", image_size: Optional[Se
     out = Path(out) if out else logdir / "trace" / f"traced-{name}-forward.pth"
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = metadata(config, image_hw, weights)
-    with warnings.catch_warnings(), atomic_path(out) as tmp:
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(traced.cpu(), str(tmp), _extra_files={METADATA_FILE: json.dumps(meta)})
-    print(f"traced {meta['model']} from {weights} at {image_hw[0]}x{image_hw[1]}: "
+    save_traced(traced.cpu(), out, meta)
+    print(f"traced {meta.model} from {weights} at {image_hw[0]}x{image_hw[1]}: "
           f"max |traced - eager| = {max_diff:.2e} -> {out}")
     if onnx:
         export_onnx(model.cpu(), example.cpu(), check.cpu(), out.with_suffix(".onnx"), meta)
     return out
 
 
-def export_onnx(model: torch.nn.Module, example: torch.Tensor, check: torch.Tensor, out: Path, meta: Dict[str, Any]) -> Path:
+def export_onnx(model: torch.nn.Module, example: torch.Tensor, check: torch.Tensor, out: Path, meta: ModelMetadata) -> Path:
     """Export with Catalyst's ``onnx_export`` (dynamic batch, height, width), store the metadata in the
     model's properties, and check onnxruntime against eager at another size."""
     import numpy as np
@@ -125,7 +114,7 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, check: torch.Tens
             onnx_export(model, example, str(tmp), input_names=["image"], output_names=["logits"],
                         dynamic_axes={"image": axes, "logits": axes}, opset_version=18, do_constant_folding=True)
         proto = onnx_lib.load(str(tmp))
-        onnx_lib.helper.set_model_props(proto, {METADATA_FILE: json.dumps(meta)})
+        onnx_lib.helper.set_model_props(proto, {METADATA_FILE: meta.to_json()})
         onnx_lib.save(proto, str(tmp))
         session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         with torch.no_grad():

@@ -31,17 +31,18 @@ def read_pairs_csv(path: Path, show: int = 3) -> pd.DataFrame:
 
 
 class SegmentationDataset(Dataset):
-    """Yields ``{"features": 3xHxW float, "targets": 1xHxW float in {0, 1}}``.
+    """Yields ``{"features": 3xHxW float, "targets": 1xHxW float in {0, 1}}`` (in [0, 1] with ``soft_masks``).
 
     JPEGs are decoded at the smallest libjpeg scale that still covers ``decode_hw`` (the
     training size), which is most of the data-loading speed-up over a full decode.
     """
 
-    def __init__(self, frame: pd.DataFrame, transforms: A.Compose, decode_hw: Tuple[int, int]):
+    def __init__(self, frame: pd.DataFrame, transforms: A.Compose, decode_hw: Tuple[int, int], soft_masks: bool = False):
         self.images = frame["image"].tolist()
         self.masks = frame["mask"].tolist()
         self.transforms = transforms
         self.decode_hw = decode_hw
+        self.soft_masks = soft_masks
 
     def __len__(self) -> int:
         return len(self.images)
@@ -49,6 +50,6 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         image_path, mask_path = Path(self.images[index]), Path(self.masks[index])
         image = read_image(image_path, target_hw=self.decode_hw, full_hw=image_size(mask_path))
-        mask = read_mask(mask_path, out_hw=image.shape[:2])  # at the reduced decode size
+        mask = read_mask(mask_path, out_hw=image.shape[:2], soft=self.soft_masks)  # at the reduced decode size
         sample = self.transforms(image=image, mask=mask)
         return {"features": sample["image"], "targets": sample["mask"].unsqueeze(0).float()}

@@ -66,12 +66,15 @@ def read_image(path: Path, target_hw: Optional[Tuple[int, int]] = None, full_hw:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def read_mask(path: Path, out_hw: Optional[Tuple[int, int]] = None) -> np.ndarray:
+def read_mask(path: Path, out_hw: Optional[Tuple[int, int]] = None, soft: bool = False) -> np.ndarray:
     """Read a binary mask (GIF/PNG/...) as uint8 {0, 1}; reject anything that is not two-valued.
 
     Stays inside PIL until the mask is small: the binary check uses PIL's histogram of the
     (palette) values, and with ``out_hw`` the mask is resized (nearest) before it becomes a
     NumPy array. Masks are read every epoch, and this halves their cost.
+
+    ``soft`` (with ``out_hw``): float32 in [0, 1], each pixel the car's share of its area at full
+    resolution (box filter), so a low-resolution target keeps where inside a pixel the edge runs.
     """
     try:
         with Image.open(path) as img:
@@ -79,7 +82,8 @@ def read_mask(path: Path, out_hw: Optional[Tuple[int, int]] = None) -> np.ndarra
                 img = img.convert("L")
             gray = _palette_gray(img) if img.mode == "P" else np.arange(256, dtype=np.uint8)
             used = np.asarray(img.histogram()[:256]) > 0
-            if out_hw is not None and img.size != (out_hw[1], out_hw[0]):
+            resize = out_hw is not None and img.size != (out_hw[1], out_hw[0])
+            if resize and not soft:
                 img = img.resize((out_hw[1], out_hw[0]), Image.NEAREST)
             pixels = np.asarray(img)
     except Exception as exc:
@@ -90,6 +94,9 @@ def read_mask(path: Path, out_hw: Optional[Tuple[int, int]] = None) -> np.ndarra
             f"{path}: mask is not binary (values {sorted(values)[:6]}...); masks must hold only 0 and 255 (or 0 and 1), "
             "save them losslessly (GIF/PNG, not JPEG)"
         )
+    if soft and resize:
+        binary = cv2.LUT(pixels, np.where(gray > 0, 255, 0).astype(np.uint8))
+        return cv2.resize(binary, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
     return cv2.LUT(pixels, (gray > 0).astype(np.uint8))
 
 

@@ -19,19 +19,23 @@ def as_hw(image_size: ImageSize) -> Tuple[int, int]:
     return int(height), int(width)
 
 
-def resize_longest(max_size: int) -> A.LongestMaxSize:
-    """Scale so the longest side is ``max_size``; INTER_AREA keeps thin edges when shrinking."""
-    return A.LongestMaxSize(max_size=max_size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST)
+def resize_longest(max_size: int, soft_masks: bool = False) -> A.LongestMaxSize:
+    """Scale so the longest side is ``max_size``; INTER_AREA keeps thin edges when shrinking.
+
+    Masks are resized nearest (they stay binary), or by area when ``soft_masks`` (float coverage).
+    """
+    return A.LongestMaxSize(max_size=max_size, interpolation=cv2.INTER_AREA,
+                            mask_interpolation=cv2.INTER_AREA if soft_masks else cv2.INTER_NEAREST)
 
 
-def pre_transforms(image_size: ImageSize) -> A.Compose:
+def pre_transforms(image_size: ImageSize, soft_masks: bool = False) -> A.Compose:
     """Resize the longest side to fit ``image_size`` and pad (black, bottom/right) to exactly it.
 
     Padding sits at the bottom/right so the predictor can undo it with a plain crop.
     """
     height, width = as_hw(image_size)
     return A.Compose([
-        resize_longest(max(height, width)),
+        resize_longest(max(height, width), soft_masks),
         A.PadIfNeeded(min_height=height, min_width=width, position="top_left",
                       border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
     ])
