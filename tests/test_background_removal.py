@@ -210,3 +210,25 @@ def test_model_file_errors(photos, tmp_path):
     for result in (missing, invalid, raw):
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_odd_photos_each_get_an_output_or_one_failed_line(tmp_path, oracle_model):
+    """A 1x1 photo once aborted the whole folder with a cv2.error; a dangling link was skipped silently."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = {"a_1x1.png": (1, 1), "b_2x2.png": (2, 2), "c_tall.png": (4000, 120), "z_last.jpg": (160, 240)}
+    for name, (h, w) in good.items():
+        write_rgb(folder / name, red_car_photo(h, w)[0])
+    Image.fromarray(red_car_photo(64, 96)[0]).convert("P").save(folder / "d_palette.png")
+    good["d_palette.png"] = (64, 96)
+    (folder / "e_text.jpg").write_text("not a photo")
+    (folder / "f_truncated.jpg").write_bytes((folder / "z_last.jpg").read_bytes()[:300])
+    os.symlink(tmp_path / "gone.jpg", folder / "g_dangling.jpg")
+    result = run(str(folder), str(tmp_path / "out"), str(oracle_model))
+    assert result.returncode == 1
+    failed = sorted(line for line in result.stderr.splitlines() if line.startswith("failed:"))
+    assert [line.split(str(folder) + "/")[1].split(":")[0] for line in failed] == ["e_text.jpg", "f_truncated.jpg", "g_dangling.jpg"]
+    assert "Traceback" not in result.stderr
+    for name, hw in good.items():
+        assert np.asarray(Image.open(tmp_path / "out" / f"{Path(name).stem}.png")).shape == (*hw, 4), name
+    assert f"done {len(good)}," in result.stdout and "failed 3" in result.stdout

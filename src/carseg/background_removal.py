@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, read_image, write_image_atomic
-from carseg.errors import CarsegError
-from carseg.predictor import Background, Predictor, cut_out
+from carseg.errors import CarsegError, one_line
+from carseg.predictor import REFINE, Background, Predictor, cut_out
 
 
 
@@ -67,7 +67,9 @@ def plan_jobs(in_dir: Path, out_dir: Path, fmt: str, save_mask: bool, recursive:
     out_resolved = out_dir.resolve()
     inside_out = lambda p: out_resolved != in_dir.resolve() and out_resolved in p.resolve().parents  # OUT below IN
     candidates = in_dir.rglob("*") if recursive else in_dir.iterdir()
-    files = sorted(p for p in candidates if p.is_file() and not p.name.startswith(".") and not inside_out(p))
+    # a dangling link is kept (it fails with its own line later), not skipped as if it were no file
+    files = sorted(p for p in candidates if (p.is_file() or (p.is_symlink() and not p.exists()))
+                   and not p.name.startswith(".") and not inside_out(p))
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     if not images:
         raise CarsegError(f"{in_dir}: no images found ({', '.join(IMAGE_SUFFIXES)})" + ("" if recursive else "; use --recursive for subfolders"))
@@ -88,6 +90,16 @@ def plan_jobs(in_dir: Path, out_dir: Path, fmt: str, save_mask: bool, recursive:
     return jobs, len(files) - len(images)
 
 
+def failure(source: Path, exc: BaseException) -> str:
+    """One line for a photo that failed: carseg's own message (it names the file), or the library's, after the path."""
+    if isinstance(exc, CarsegError):
+        return one_line(exc)
+    if isinstance(exc, OSError):  # e.g. OUT is not writable: the message says so
+        return f"{source}: {exc}"
+    first = (str(exc).strip().splitlines() or [""])[-1][:300]
+    return f"{source}: {type(exc).__name__}: {first}; replace or remove the file"
+
+
 class PhotoDataset(Dataset):
     """Network inputs, decoded and preprocessed in loader workers; a bad file becomes an error record, not a crash.
 
@@ -105,14 +117,14 @@ class PhotoDataset(Dataset):
     def __getitem__(self, index: int) -> Dict:
         try:
             return {"index": index, "prepared": self.predictor.read(self.jobs[index].source)}
-        except CarsegError as exc:
-            return {"index": index, "error": str(exc)}
+        except Exception as exc:  # whatever a decoder raises for one odd file, the batch goes on
+            return {"index": index, "error": failure(self.jobs[index].source, exc)}
 
 
 def _save(job: Job, prob: np.ndarray, predictor: Predictor, background: Background, fmt: str) -> None:
     """Decode + upsample + threshold + compose + encode + write: in a writer thread (OpenCV releases the GIL)."""
     image = read_image(job.source)
-    mask = predictor.binarize(predictor.upsample(prob, image.shape[:2]))
+    mask = predictor.binarize(predictor.upsample(prob, image))
     if job.mask is not None:
         write_image_atomic(job.mask, mask, "png")
     write_image_atomic(job.output, cut_out(image, mask, background), fmt, in_place=True)  # a fresh array
@@ -153,9 +165,9 @@ def remove_backgrounds(jobs: List[Job], predictor: Predictor, background: Backgr
             try:
                 future.result()
                 summary.done += 1
-            except (CarsegError, OSError) as exc:
+            except Exception as exc:  # one bad file never stops the folder
                 summary.failed += 1
-                log(f"failed: {job.source}: {exc}")
+                log(f"failed: {failure(job.source, exc)}")
 
     # PNG encoding is most of the CPU work per photo: one writer thread per core. Each thread is one
     # core's worth of work, so OpenCV's own thread pool (also inherited by the loader workers) would
@@ -218,6 +230,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--backend", choices=("auto", "torchscript", "onnx"), default="auto",
                         help="model runtime; auto: onnx for a .onnx file, else TorchScript")
     parser.add_argument("--tta", choices=("none", "hflip", "d4"), default="none", help="test-time augmentation")
+    parser.add_argument("--refine", choices=REFINE, default="guided",
+                        help="full-resolution edges: guided (follow the photo's edges; default) or none (bilinear)")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="photos per forward pass (default: 8 on GPU; on CPU 8 at 128x192 down to 1 at 512x768)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
@@ -236,7 +250,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise CarsegError("--format jpg has no transparency; use --format png/webp or --background white|R,G,B")
         jobs, ignored = plan_jobs(args.input, args.output, args.format, args.save_mask, args.recursive, parse_shard(args.shard))
         predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold,
-                              image_size=args.image_size, backend=args.backend)
+                              image_size=args.image_size, backend=args.backend, refine=args.refine)
         summary = remove_backgrounds(jobs, predictor, background, args.format,
                                      args.batch_size or predictor.default_batch_size, args.workers,
                                      args.overwrite, progress=not args.quiet, log=log)

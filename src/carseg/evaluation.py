@@ -22,7 +22,7 @@ from carseg.data.images import read_image, read_mask, write_image_atomic
 from carseg.data.pairs import check_same_size, pair_by_name
 from carseg.errors import CarsegError
 from carseg.metrics import METRICS, scores
-from carseg.predictor import BUILTIN_MODEL, TTA_TRANSFORMS, Predictor
+from carseg.predictor import BUILTIN_MODEL, REFINE, TTA_TRANSFORMS, Predictor
 
 PROG = "evaluate.py"
 # Overlay colours (RGB): what the model got right, what it added, what it missed.
@@ -32,8 +32,8 @@ TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE = (0, 200, 0), (230, 0, 0), (0, 90
 class PairDataset(Dataset):
     """Decodes photo and mask and preprocesses in loader workers; a bad pair becomes an error record.
 
-    The item carries the original size and the {0, 1} mask, not the photo itself (only the
-    few overlay images are read again at the end), to keep worker -> main traffic small.
+    The item carries a grey copy of the photo (for the edge refinement) and the {0, 1} mask, not the RGB
+    photo (only the few overlay images are read again at the end), to keep worker -> main traffic small.
     """
 
     def __init__(self, pairs: List[Tuple[Path, Path]], predictor: Predictor):
@@ -48,7 +48,8 @@ class PairDataset(Dataset):
             image = read_image(image_path)
             mask = read_mask(mask_path)
             check_same_size(image_path, image.shape, mask_path, mask.shape)
-            return {"index": index, "hw": image.shape[:2], "mask": mask, "prepared": self.predictor.prepare(image)}
+            gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)  # guides the edge refinement; a third of the photo's bytes
+            return {"index": index, "gray": gray, "mask": mask, "prepared": self.predictor.prepare(image)}
         except CarsegError as exc:
             return {"index": index, "error": str(exc)}
 
@@ -85,7 +86,7 @@ def evaluate(pairs: List[Tuple[Path, Path]], predictor: Predictor, batch_size: i
                     result.failed.append(str(pairs[item["index"]][0]))
                     log(f"failed: {item['error']}")
             if good:
-                probs = predictor.probabilities([i["prepared"] for i in good], [i["hw"] for i in good])
+                probs = predictor.probabilities([i["prepared"] for i in good], [i["gray"] for i in good])
                 for item, prob in zip(good, probs):
                     image = pairs[item["index"]][0]
                     pred = predictor.binarize(prob) > 0
@@ -212,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=("auto", "torchscript", "onnx"), default="auto",
                         help="model runtime; auto: onnx for a .onnx file, else TorchScript")
     parser.add_argument("--tta", choices=tuple(TTA_TRANSFORMS), default="none", help="test-time augmentation")
+    parser.add_argument("--refine", choices=REFINE, default="guided",
+                        help="full-resolution edges: guided (follow the photo's edges; default) or none (bilinear)")
     parser.add_argument("--threshold", type=float, metavar="T", help="probability threshold (default: the model's, 0.5)")
     parser.add_argument("--image-size", type=int, metavar="S", help="network input longest side (default: the training size)")
     parser.add_argument("--batch-size", type=int, metavar="N",
@@ -243,10 +246,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         pairs = (_pairs(args.images, args.masks, args.mask_suffix, log) if args.pairs is None
                  else [(Path(i), Path(m)) for i, m in read_pairs_csv(args.pairs)[["image", "mask"]].itertuples(index=False)])
         predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold, backend=args.backend,
-                              image_size=args.image_size)
+                              image_size=args.image_size, refine=args.refine)
         result = evaluate(pairs, predictor, args.batch_size or predictor.default_batch_size, args.workers,
                           args.num_overlays if args.overlays else 0, progress=not args.quiet, log=log)
-        info = {"model": str(args.model or BUILTIN_MODEL), "images": str(args.images or args.pairs), "masks": str(args.masks or args.pairs), "tta": args.tta,
+        info = {"model": str(args.model or BUILTIN_MODEL), "images": str(args.images or args.pairs),
+                "masks": str(args.masks or args.pairs), "tta": args.tta, "refine": args.refine,
                 "threshold": predictor.threshold, "image_size": predictor.max_size}
         if args.csv:
             write_csv(result, args.csv)

@@ -19,12 +19,14 @@ from torch import nn
 from carseg.data.images import image_size, read_image
 from carseg.data.transforms import post_transforms, resize_longest
 from carseg.errors import CarsegError
+from carseg.guided_filter import guided_filter
 from carseg.metadata import METADATA_FILE, ModelMetadata
 
 # The built-in model (trained on real photos, see its README.md): used when no model file is given.
 BUILTIN_MODEL = Path(__file__).resolve().parent / "builtin_model" / "carseg-real-r18-256x384.pth"
 CPU_BATCH_PIXELS = 8 * 128 * 192  # network input pixels per forward pass on CPU (see Predictor.default_batch_size)
 TTA_TRANSFORMS = {"none": None, "hflip": ttach.aliases.hflip_transform, "d4": ttach.aliases.d4_transform}
+REFINE = ("guided", "none")  # full-resolution edges: follow the photo's edges (guided filter), or bilinear only
 Background = Union[str, Tuple[int, int, int]]
 
 
@@ -95,12 +97,17 @@ class Predictor:
 
     ``backend``: ``torchscript`` (``catalyst-dl trace``'s .pth), ``onnx`` (``--onnx``'s .onnx, run by
     onnxruntime) or ``auto`` (by the file's suffix). ``model_path`` None: the built-in model.
+    ``refine``: ``guided`` (default) moves the upsampled edges onto the photo's edges, ``none`` keeps them bilinear.
     """
 
     def __init__(self, model_path: Optional[Path] = None, device: str = "auto", tta: str = "none",
-                 threshold: Optional[float] = None, image_size: Optional[int] = None, backend: str = "auto"):
+                 threshold: Optional[float] = None, image_size: Optional[int] = None, backend: str = "auto",
+                 refine: str = "guided"):
         if tta not in TTA_TRANSFORMS:
             raise CarsegError(f"--tta {tta}: choose one of {', '.join(TTA_TRANSFORMS)}")
+        if refine not in REFINE:
+            raise CarsegError(f"--refine {refine}: choose one of {', '.join(REFINE)}")
+        self.refine = refine
         self.device = resolve_device(device)
         model_path = BUILTIN_MODEL if model_path is None else Path(model_path)
         if backend == "auto":
@@ -171,19 +178,21 @@ class Predictor:
         probs = self.model(batch)[:, 0].float().cpu().numpy()
         return [prob[: p.resized_hw[0], : p.resized_hw[1]].copy() for prob, p in zip(probs, prepared)]
 
-    @staticmethod
-    def upsample(prob: np.ndarray, original_hw: Tuple[int, int]) -> np.ndarray:
-        """A network-resolution probability map (from ``forward``) at the photo's own resolution."""
+    def upsample(self, prob: np.ndarray, photo: np.ndarray) -> np.ndarray:
+        """A network-resolution probability map (from ``forward``) at the resolution of ``photo`` (RGB or grey),
+        its edges refined on the photo's own when ``refine`` is ``guided``."""
         # Upsample probabilities, not the thresholded mask: smooth full-resolution edges.
-        return cv2.resize(prob, (original_hw[1], original_hw[0]), interpolation=cv2.INTER_LINEAR)
+        full = cv2.resize(prob, (photo.shape[1], photo.shape[0]), interpolation=cv2.INTER_LINEAR)
+        return guided_filter(photo, full) if self.refine == "guided" else full
 
-    def probabilities(self, prepared: Sequence[Prepared], original_hw: Sequence[Tuple[int, int]]) -> List[np.ndarray]:
-        """Probability maps (float32, each at its photo's own resolution) for one batch."""
-        return [self.upsample(prob, hw) for prob, hw in zip(self.forward(prepared), original_hw)]
+    def probabilities(self, prepared: Sequence[Prepared], photos: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Probability maps (float32, each at its photo's own resolution) for one batch; ``photos`` (RGB or grey)
+        give the size and guide the edges."""
+        return [self.upsample(prob, photo) for prob, photo in zip(self.forward(prepared), photos)]
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Binary masks (uint8 0/255) at each image's resolution."""
-        probs = self.probabilities([self.prepare(image) for image in images], [image.shape[:2] for image in images])
+        probs = self.probabilities([self.prepare(image) for image in images], images)
         return [self.binarize(prob) for prob in probs]
 
     def predict(self, image: np.ndarray) -> np.ndarray:
@@ -192,6 +201,8 @@ class Predictor:
 
     def binarize(self, prob: np.ndarray) -> np.ndarray:
         """Probabilities -> mask (uint8 0/255); cv2.compare writes 0/255 in one pass, ~6x faster than np.where."""
+        if prob.size <= 4:  # OpenCV reads an array of up to 4 values as a scalar and refuses the comparison
+            return np.where(prob > self.threshold, 255, 0).astype(np.uint8)
         return cv2.compare(prob, float(self.threshold), cv2.CMP_GT)
 
     def remove_background(self, image: np.ndarray, background: Background = "transparent") -> np.ndarray:
