@@ -104,9 +104,9 @@ def test_soft_mask_is_the_car_share_of_each_pixel(tmp_path):
     assert read_mask(tmp_path / "m.png", out_hw=(1, 2)).tolist() in ([[1, 0]], [[0, 0]])  # nearest: 0 or 1 only
 
 
-def test_experiment_soft_masks_and_fit_all(tiny_dataset):
-    prepare(["--datapath", str(tiny_dataset)])
-    csvs = {"train_csv": str(tiny_dataset / "dataset_train.csv"), "valid_csv": str(tiny_dataset / "dataset_valid.csv")}
+def test_experiment_soft_masks_and_fit_all(dataset_copy):
+    prepare(["--datapath", str(dataset_copy)])
+    csvs = {"train_csv": str(dataset_copy / "dataset_train.csv"), "valid_csv": str(dataset_copy / "dataset_valid.csv")}
     hard = Experiment(**csvs, image_size=(32, 48), num_workers=0).get_datasets()["valid"][0]["targets"]
     soft = Experiment(**csvs, image_size=(32, 48), num_workers=0, soft_masks=True).get_datasets()["valid"][0]["targets"]
     assert set(hard.unique().tolist()) == {0.0, 1.0}

@@ -95,8 +95,8 @@ def read_mask(path: Path, out_hw: Optional[Tuple[int, int]] = None, soft: bool =
             "save them losslessly (GIF/PNG, not JPEG)"
         )
     if soft and resize:
-        binary = cv2.LUT(pixels, np.where(gray > 0, 255, 0).astype(np.uint8))
-        return cv2.resize(binary, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+        binary = cv2.LUT(pixels, (gray > 0).astype(np.uint8)).astype(np.float32)  # float: no rounding to 1/255
+        return cv2.resize(binary, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_AREA)
     return cv2.LUT(pixels, (gray > 0).astype(np.uint8))
 
 
