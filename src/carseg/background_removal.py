@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, read_image, write_image_atomic
-from carseg.errors import CarsegError, one_line
+from carseg.errors import CarsegError, failure
 from carseg.predictor import REFINE, Background, Predictor, cut_out
 
 
@@ -88,16 +88,6 @@ def plan_jobs(in_dir: Path, out_dir: Path, fmt: str, save_mask: bool, recursive:
     if clash:
         raise CarsegError(f"{clash.source}: writing to {out_dir} would overwrite this input; choose another OUT folder")
     return jobs, len(files) - len(images)
-
-
-def failure(source: Path, exc: BaseException) -> str:
-    """One line for a photo that failed: carseg's own message (it names the file), or the library's, after the path."""
-    if isinstance(exc, CarsegError):
-        return one_line(exc)
-    if isinstance(exc, OSError):  # e.g. OUT is not writable: the message says so
-        return f"{source}: {exc}"
-    first = (str(exc).strip().splitlines() or [""])[-1][:300]
-    return f"{source}: {type(exc).__name__}: {first}; replace or remove the file"
 
 
 class PhotoDataset(Dataset):

@@ -1,4 +1,5 @@
 """The one exception type for mistakes a user can fix (bad path, bad image, bad config)."""
+from pathlib import Path
 
 
 class CarsegError(Exception):
@@ -9,3 +10,13 @@ def one_line(exc: BaseException) -> str:
     """The message as one line; a CarsegError re-raised from a DataLoader worker carries a traceback."""
     lines = str(exc).strip().splitlines() or [type(exc).__name__]
     return lines[-1].removeprefix(f"{CarsegError.__module__}.{CarsegError.__name__}: ")
+
+
+def failure(source: Path, exc: BaseException) -> str:
+    """One line for a file that failed: carseg's own message (it names the file), or the library's, after the path."""
+    if isinstance(exc, CarsegError):
+        return one_line(exc)
+    if isinstance(exc, OSError):  # e.g. OUT is not writable: the message says so
+        return f"{source}: {exc}"
+    first = (str(exc).strip().splitlines() or [""])[-1][:300]
+    return f"{source}: {type(exc).__name__}: {first}; replace or remove the file"

@@ -20,7 +20,7 @@ from carseg.atomic import write_bytes_atomic
 from carseg.data.dataset import read_pairs_csv
 from carseg.data.images import read_image, read_mask, write_image_atomic
 from carseg.data.pairs import check_same_size, pair_by_name
-from carseg.errors import CarsegError
+from carseg.errors import CarsegError, failure
 from carseg.metrics import METRICS, scores
 from carseg.predictor import BUILTIN_MODEL, REFINE, TTA_TRANSFORMS, Predictor
 
@@ -50,8 +50,8 @@ class PairDataset(Dataset):
             check_same_size(image_path, image.shape, mask_path, mask.shape)
             gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)  # guides the edge refinement; a third of the photo's bytes
             return {"index": index, "gray": gray, "mask": mask, "prepared": self.predictor.prepare(image)}
-        except CarsegError as exc:
-            return {"index": index, "error": str(exc)}
+        except Exception as exc:  # whatever a decoder raises for one odd pair, the evaluation goes on
+            return {"index": index, "error": failure(image_path, exc)}
 
 
 @dataclass
