@@ -66,10 +66,12 @@ from albumentations.pytorch import ToTensorV2
 from carseg.data.images import ENCODE_PARAMS, read_image
 from carseg.data.synthetic import generate_dataset
 from carseg.data.transforms import post_transforms, pre_transforms
-from carseg.models.unet import UNet
+from carseg.training.models.unet import UNet
 from carseg.metadata import ModelMetadata, save_traced
-from carseg.predictor import Predictor, cut_out, load_traced
-from carseg.tracing import export_onnx
+from carseg.inference.backends import load_traced
+from carseg.inference.cutout import cut_out
+from carseg.inference.predictor import Predictor
+from carseg.export.onnx import export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / "bin" / "car_segmentation.py"

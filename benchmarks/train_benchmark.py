@@ -41,15 +41,15 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from carseg.callbacks import PredictionPreviewCallback
-from carseg.curves import plot_curves
+from carseg.training.callbacks import PredictionPreviewCallback
+from carseg.training.curves import plot_curves
 from carseg.data.dataset import SegmentationDataset
 from carseg.data.images import image_size, read_image, read_mask
 from carseg.data.pairs import pair_by_name
 from carseg.errors import CarsegError
-from carseg.experiment import Experiment, _worker_init
-from carseg.losses import BCEDiceLoss
-from carseg.models.unet import UNet
+from carseg.training.experiment import Experiment, _worker_init
+from carseg.training.losses import BCEDiceLoss
+from carseg.training.models.unet import UNet
 
 DATA_GOAL, LOOP_GOAL, ADDITIONS_GOAL, MIN_MASK_IOU = 2.5, 1.10, 1.05, 0.98
 STEPS = ("image", "mask", "transforms")

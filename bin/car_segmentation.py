@@ -6,7 +6,7 @@ import os
 # loader workers and writer threads between forward passes (measured: benchmarks/README.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from carseg.background_removal import main  # noqa: E402
+from carseg.commands.car_segmentation import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

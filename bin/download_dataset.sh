@@ -10,7 +10,7 @@ Usage: bash bin/download_dataset.sh [--data-dir DIR] [--synthetic [--num-cars N]
 Puts Carvana-layout data in DIR (default ./data): DIR/train/*.jpg and DIR/train_masks/*_mask.gif.
 
   --data-dir DIR   target folder (default: ./data)
-  --synthetic      generate drawn cars offline with python -m carseg.data.synthetic
+  --synthetic      generate drawn cars offline with python -m carseg.commands.download_dataset
                    (also DIR/test + DIR/test_masks); the options below go to it
   --num-cars N     training cars (default 60)      --views V      photos per car (default 8)
   --num-test-cars T  held-out cars (default 4)     --size WxH     image size (default 1918x1280)
@@ -65,7 +65,7 @@ if [[ $synthetic == 1 ]]; then
     if ! "$python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("carseg") is None)' 2>/dev/null; then
         export PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}"
     fi
-    exec "$python" -m carseg.data.synthetic --data-dir "$data_dir" "${synth_args[@]}"
+    exec "$python" -m carseg.commands.download_dataset --data-dir "$data_dir" "${synth_args[@]}"
 fi
 
 # ---- real Carvana: download and extract into DIR/.download.*, check, then move into place ----

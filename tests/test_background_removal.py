@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from carseg.background_removal import in_shard, plan_jobs
-from carseg.predictor import Predictor, cut_out
+from carseg.inference.background_removal import in_shard, plan_jobs
+from carseg.inference.cutout import cut_out
+from carseg.inference.predictor import Predictor
 
 from conftest import ROOT, red_car_photo
 
@@ -45,7 +46,7 @@ def test_batch_of_mixed_sizes_and_tta(oracle_model):
 
 def test_forward_equals_the_model_on_a_plain_batch(tmp_path):
     """Predictor.forward feeds the network NHWC on CPU; the probabilities must not change."""
-    from carseg.models.unet import UNet
+    from carseg.training.models.unet import UNet
 
     from conftest import save_traced
 

@@ -10,12 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from carseg import predictor as predictor_module
+from carseg.inference import backends as backends_module
 from carseg.data.images import read_mask
 from carseg.data.synthetic import generate_dataset
 from carseg.errors import CarsegError
 from carseg.metadata import FORMAT, METADATA_FILE, ModelMetadata
-from carseg.predictor import BUILTIN_MODEL, Predictor
+from carseg.inference.backends import BUILTIN_MODEL
+from carseg.inference.predictor import Predictor
 
 from conftest import ROOT, RedOracle, red_car_photo, save_traced
 
@@ -59,11 +60,11 @@ def test_car_segmentation_without_model_cuts_out_generated_cars(generated_photos
 
 
 def test_missing_or_damaged_builtin_model_says_how_to_restore(monkeypatch, tmp_path):
-    monkeypatch.setattr(predictor_module, "BUILTIN_MODEL", tmp_path / "src" / "carseg" / "builtin_model" / "model.pth")
+    monkeypatch.setattr(backends_module, "BUILTIN_MODEL", tmp_path / "src" / "carseg" / "builtin_model" / "model.pth")
     with pytest.raises(CarsegError, match="built-in model is missing; restore it with git checkout -- .*retrain"):
         Predictor(device="cpu")
-    predictor_module.BUILTIN_MODEL.parent.mkdir(parents=True)
-    predictor_module.BUILTIN_MODEL.write_bytes(BUILTIN_MODEL.read_bytes()[:100_000])  # truncated
+    backends_module.BUILTIN_MODEL.parent.mkdir(parents=True)
+    backends_module.BUILTIN_MODEL.write_bytes(BUILTIN_MODEL.read_bytes()[:100_000])  # truncated
     with pytest.raises(CarsegError, match="built-in model is damaged; restore it with git checkout"):
         Predictor(device="cpu")
 

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from carseg.prepare import main as prepare
+from carseg.commands.prepare_dataset import main as prepare
 
 from conftest import ROOT
 
-CATALYST_DL = [sys.executable, "-c", "from carseg.cli import main; raise SystemExit(main())"]
+CATALYST_DL = [sys.executable, "-c", "from carseg.commands.catalyst_dl import main; raise SystemExit(main())"]
 
 
 def catalyst_dl(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -72,7 +72,7 @@ def test_expdir_registers_user_models(prepared, tmp_path):
     package = tmp_path / "myexp"
     package.mkdir()
     (package / "__init__.py").write_text(
-        "from catalyst.registry import REGISTRY\nfrom carseg.models.unet import UNet\n\n"
+        "from catalyst.registry import REGISTRY\nfrom carseg.training.models.unet import UNet\n\n"
         "class TinyNet(UNet):\n    pass\n\nREGISTRY.add(TinyNet=TinyNet)\n")
     config = overlay(tmp_path, prepared, model={"_target_": "TinyNet", "base_channels": 4, "depth": 3})
     result = catalyst_dl("run", "-C", "configs/demo.yml", str(config), "--logdir", str(tmp_path / "logs"),

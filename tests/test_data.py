@@ -10,8 +10,8 @@ from PIL import Image
 from carseg.data.dataset import SegmentationDataset, read_pairs_csv
 from carseg.data.images import read_image, read_mask, reduction_factor
 from carseg.errors import CarsegError
-from carseg.experiment import Experiment
-from carseg.prepare import main as prepare
+from carseg.training.experiment import Experiment
+from carseg.commands.prepare_dataset import main as prepare
 
 
 def test_reduction_factor():

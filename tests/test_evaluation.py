@@ -14,11 +14,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from carseg import metrics
+from carseg.evaluation import metrics
 from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from carseg.evaluation import main as evaluate_main
-from carseg.metrics import Confusion, confusion, roc_auc, scores
-from carseg.models.unet import UNet
+from carseg.commands.evaluate import main as evaluate_main
+from carseg.evaluation.metrics import Confusion, confusion, roc_auc, scores
+from carseg.training.models.unet import UNet
 
 from conftest import ROOT, save_traced
 

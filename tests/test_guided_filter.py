@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from carseg.guided_filter import guided_filter
+from carseg.inference.guided_filter import guided_filter
 
 
 def edge_column(prob: np.ndarray) -> float:

@@ -11,8 +11,8 @@ import yaml
 from carseg.config import apply_sets
 from carseg.data.pairs import car_id, pair_by_name
 from carseg.errors import CarsegError
-from carseg.experiment import Experiment
-from carseg.prepare import main as prepare
+from carseg.training.experiment import Experiment
+from carseg.commands.prepare_dataset import main as prepare
 
 from conftest import ROOT
 
@@ -145,7 +145,7 @@ def test_apply_sets_bad_paths(item, message):
 
 
 def test_cli_set_bad_key_is_one_line(capsys, tmp_path):
-    from carseg.cli import main
+    from carseg.commands.catalyst_dl import main
 
     assert main(["run", "-C", "configs/demo.yml", "--set", "experiment.valid_fold=0", "run.0.loaders.nope.x=1",
                  "--logdir", str(tmp_path / "logs")]) == 1
@@ -157,7 +157,7 @@ def test_cli_set_bad_key_is_one_line(capsys, tmp_path):
 def test_cli_run_on_a_fold(folded, tmp_path):
     """The documented loop's body: the demo config with its data and epochs replaced on the command line."""
     logdir = tmp_path / "logs"
-    command = [sys.executable, "-c", "from carseg.cli import main; raise SystemExit(main())", "run",
+    command = [sys.executable, "-c", "from carseg.commands.catalyst_dl import main; raise SystemExit(main())", "run",
                "-C", "configs/demo.yml",
                "--set", f"experiment.folds_csv={folded / 'dataset_folds.csv'}", "experiment.valid_fold=2",
                "--set", "experiment.image_size=[64, 96]", "experiment.batch_size=4", "experiment.num_workers=0",

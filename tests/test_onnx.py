@@ -5,8 +5,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from carseg.predictor import Predictor
-from carseg.tracing import trace_logdir
+from carseg.inference.predictor import Predictor
+from carseg.export.trace import trace_logdir
 
 from conftest import ROOT, red_car_photo
 from test_tracing import TINY_UNET, make_logdir

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from carseg.data.pairs import car_id, pair_by_name
-from carseg.prepare import main
+from carseg.commands.prepare_dataset import main
 
 from conftest import ROOT
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from carseg.callbacks import PredictionPreviewCallback, preview_grid
-from carseg.curves import plot_curves, read_metrics_csv
+from carseg.training.callbacks import PredictionPreviewCallback, preview_grid
+from carseg.training.curves import plot_curves, read_metrics_csv
 from carseg.errors import CarsegError
-from carseg.prepare import main as prepare
+from carseg.commands.prepare_dataset import main as prepare
 
 from test_cli import catalyst_dl, overlay
 

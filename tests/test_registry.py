@@ -8,8 +8,8 @@ from catalyst.registry import REGISTRY
 import carseg  # noqa: F401
 from carseg.config import load_configs, validate
 from carseg.errors import CarsegError
-from carseg.losses import BCEDiceLoss
-from carseg.models.unet import UNet
+from carseg.training.losses import BCEDiceLoss
+from carseg.training.models.unet import UNet
 
 from conftest import ROOT
 

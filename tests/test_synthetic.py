@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from carseg.data.synthetic import generate_dataset, main, render
+from carseg.commands.download_dataset import main
+from carseg.data.synthetic import generate_dataset, render
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bin" / "download_dataset.sh"

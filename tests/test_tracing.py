@@ -11,8 +11,9 @@ from catalyst.registry import REGISTRY
 import carseg  # noqa: F401
 from carseg.config import MERGED_CONFIG, load_configs
 from carseg.errors import CarsegError
-from carseg.predictor import Predictor, load_traced
-from carseg.tracing import trace_logdir
+from carseg.inference.backends import load_traced
+from carseg.inference.predictor import Predictor
+from carseg.export.trace import trace_logdir
 
 from conftest import ROOT
 
@@ -57,7 +58,7 @@ def test_cli_trace_last_checkpoint_and_out(tmp_path):
     logdir = make_logdir(tmp_path / "logs", TINY_UNET)
     (logdir / "checkpoints" / "model.best.pth").rename(logdir / "checkpoints" / "model.last.pth")
     out = tmp_path / "model.pth"
-    result = subprocess.run([sys.executable, "-c", "from carseg.cli import main; raise SystemExit(main())", "trace",
+    result = subprocess.run([sys.executable, "-c", "from carseg.commands.catalyst_dl import main; raise SystemExit(main())", "trace",
                              str(logdir), "--checkpoint", "last", "--image-size", "64", "96", "--out", str(out)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -9,17 +9,17 @@ def register(registry: Registry) -> None:
     import segmentation_models_pytorch.losses as smp_losses
     from catalyst import callbacks, dl, loggers
 
-    from carseg import engines
-    from carseg.callbacks import ChannelsLastCallback, CheckRunCallback, PredictionPreviewCallback
-    from carseg.experiment import Experiment
-    from carseg.losses import BCEDiceLoss
-    from carseg.models import model_factories
+    from carseg.training import engines
+    from carseg.training.callbacks import ChannelsLastCallback, CheckRunCallback, PredictionPreviewCallback
+    from carseg.training.experiment import Experiment
+    from carseg.training.losses import BCEDiceLoss
+    from carseg.training.models import model_factories
 
     registry.add(SupervisedRunner=dl.SupervisedRunner)
     for module in (callbacks, loggers):
         registry.add(**{name: obj for name, obj in vars(module).items()
                         if inspect.isclass(obj) and name.endswith(("Callback", "Logger")) and name != "CheckRunCallback"})
-    registry.add(CheckRunCallback=CheckRunCallback)  # carseg's fix of Catalyst's (see carseg.callbacks)
+    registry.add(CheckRunCallback=CheckRunCallback)  # carseg's fix of Catalyst's (see carseg.training.callbacks)
     registry.add(PredictionPreviewCallback=PredictionPreviewCallback, ChannelsLastCallback=ChannelsLastCallback)
     registry.add(CPUEngine=dl.CPUEngine, DistributedDataParallelEngine=engines.DistributedDataParallelEngine,
                  GPUEngine=engines.GPUEngine, DataParallelEngine=engines.DataParallelEngine,

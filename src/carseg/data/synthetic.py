@@ -5,16 +5,14 @@ each of its views is a turntable shot (facing left or right, squashed by the rot
 on a fresh background with a shadow, distractors behind the car, blur and noise. Masks are
 the exact car silhouette (body, cabin, windows, tyres) drawn from the same geometry.
 
-    python -m carseg.data.synthetic --data-dir data --num-cars 60 --views 8
+    python -m carseg.commands.download_dataset --data-dir data --num-cars 60 --views 8
 """
 from __future__ import annotations
 
-import argparse
 import colorsys
 import hashlib
 import io
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -434,52 +432,5 @@ def _note(num_cars: int, views: int, num_test_cars: int, size: tuple[int, int], 
         "Synthetic Carvana-layout dataset made by carseg.data.synthetic: drawn cars, not photos.\n"
         f"train/ + train_masks/: {num_cars} cars x {views} views; test/ + test_masks/: {num_test_cars} cars x {views} views.\n"
         f"Images {size[0]}x{size[1]} JPEG (quality {JPEG_QUALITY}); masks are 0/255 GIFs named <image>_mask.gif.\n"
-        f"Regenerate: python -m carseg.data.synthetic --data-dir DIR {args}\n"
+        f"Regenerate: python -m carseg.commands.download_dataset --data-dir DIR {args}\n"
     )
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 1918x1280, got {text!r}") from None
-    if min(w, h) < 32:
-        raise argparse.ArgumentTypeError(f"both sides must be >= 32, got {text!r}")
-    return w, h
-
-
-def _count(minimum: int):
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI: generate the dataset; prints one summary line (or one error line, exit 1)."""
-    parser = argparse.ArgumentParser(prog="python -m carseg.data.synthetic", description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="output folder (default: data)")
-    parser.add_argument("--num-cars", type=_count(0), default=60, help="training cars (default: 60)")
-    parser.add_argument("--views", type=_count(1), default=8, help="photos per car (default: 8)")
-    parser.add_argument("--num-test-cars", type=_count(0), default=4, help="held-out cars in test/ (default: 4)")
-    parser.add_argument("--size", type=_size, default=(1918, 1280), help="WIDTHxHEIGHT (default: 1918x1280)")
-    parser.add_argument("--seed", type=_count(0), default=0, help="random seed (default: 0)")
-    parser.add_argument("--workers", type=_count(1), default=None, help="threads (default: CPU count, at most 8)")
-    args = parser.parse_args(argv)
-    try:
-        counts = generate_dataset(args.data_dir, args.num_cars, args.views, args.num_test_cars, args.size,
-                                  args.seed, args.workers)
-    except OSError as exc:
-        print(f"synthetic: cannot write {exc.filename or args.data_dir}: {exc.strerror or exc}; "
-              "choose a writable --data-dir", file=sys.stderr)
-        return 1
-    print(f"synthetic: {counts['train_images']} train + {counts['test_images']} test images in {args.data_dir} "
-          f"({counts['written']} written, {counts['skipped']} already there)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,6 +10,7 @@ from catalyst import dl
 from carseg.data.images import write_image_atomic
 from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from carseg.errors import CarsegError
+from carseg.evaluation.overlay import LEGEND, overlay, put_legend
 
 
 class CheckRunCallback(dl.CheckRunCallback):
@@ -109,23 +110,12 @@ class PredictionPreviewCallback(dl.Callback):
             write_image_atomic(Path(logdir) / "previews" / f"epoch_{runner.epoch_step:03d}.png", grid, "png")
 
 
-# Error colours (RGB), as bin/evaluate.py's overlays: right, added, missed.
-TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE = (0, 200, 0), (230, 0, 0), (0, 90, 255)
 GAP, GAP_GREY = 4, 40
 
 
 def _first_channel(array: np.ndarray) -> np.ndarray:
     """(N, C, H, W) or (N, H, W) -> (N, H, W)."""
     return array[:, 0] if array.ndim == 4 else array
-
-
-def _errors(photo: np.ndarray, pred: np.ndarray, truth: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """The photo in grey, tinted green/red/blue where the prediction is right/added/missed, rest dimmed."""
-    grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
-    case = pred.astype(np.uint8) * 2 + truth.astype(np.uint8)  # 0 background, 1 missed, 2 added, 3 right
-    keep = np.float32([0.6, 1 - alpha, 1 - alpha, 1 - alpha])
-    tint = alpha * np.float32([(0, 0, 0), FALSE_NEGATIVE, FALSE_POSITIVE, TRUE_POSITIVE])
-    return (grey * keep[case][..., None] + tint[case]).round().astype(np.uint8)
 
 
 def preview_grid(images: np.ndarray, probs: np.ndarray, targets: np.ndarray, mean: Sequence[float],
@@ -158,7 +148,7 @@ def preview_grid(images: np.ndarray, probs: np.ndarray, targets: np.ndarray, mea
         photo = fit(np.clip(image.transpose(1, 2, 0) * std + mean, 0, 255).astype(np.uint8))
         prob_tile = (np.clip(fit(prob.astype(np.float32)), 0, 1) * 255).astype(np.uint8)
         truth_tile = fit(truth.astype(np.uint8), cv2.INTER_NEAREST).astype(bool)
-        errors = _errors(photo, fit(pred.astype(np.uint8), cv2.INTER_NEAREST).astype(bool), truth_tile)
+        errors = overlay(photo, fit(pred.astype(np.uint8), cv2.INTER_NEAREST).astype(bool), truth_tile)
         cv2.putText(errors, f"dice {dice:.3f}", (4, line_h - 6), font, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
         grey = [np.repeat(tile[..., None], 3, axis=2) for tile in (prob_tile, truth_tile.astype(np.uint8) * 255)]
         rows.append(_hstack([photo, *grey, errors]))
@@ -166,11 +156,8 @@ def preview_grid(images: np.ndarray, probs: np.ndarray, targets: np.ndarray, mea
     header = np.zeros((line_h, rows[0].shape[1], 3), np.uint8)
     for column, label in enumerate(["photo", "probability", "true mask", None]):
         x = column * (tile_w + GAP) + 4
-        legend = [(label, (255, 255, 255))] if label else [
-            (f"p>{threshold:g}:", (255, 255, 255)), ("TP", TRUE_POSITIVE), ("FP", FALSE_POSITIVE), ("FN", FALSE_NEGATIVE)]
-        for text, colour in legend:
-            cv2.putText(header, text, (x, line_h - 6), font, font_scale, colour, thickness, cv2.LINE_AA)
-            x += cv2.getTextSize(text + " ", font, font_scale, thickness)[0][0]
+        legend = [(label, (255, 255, 255))] if label else [(f"p>{threshold:g}:", (255, 255, 255)), *LEGEND]
+        put_legend(header, x, legend, font_scale, thickness)
     return _vstack([header, *rows])
 
 

@@ -2,12 +2,11 @@
 
 Only the TorchScript file written by ``catalyst-dl trace`` is needed (no model code); its
 metadata says how to preprocess (size, normalisation) and how to read the output. Without a
-file, the built-in model (``BUILTIN_MODEL``) is used.
+file, the built-in model (``carseg.inference.backends.BUILTIN_MODEL``) is used.
 """
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import albumentations as A
 import cv2
@@ -19,48 +18,13 @@ from torch import nn
 from carseg.data.images import image_size, read_image
 from carseg.data.transforms import post_transforms, resize_longest
 from carseg.errors import CarsegError
-from carseg.guided_filter import guided_filter
-from carseg.metadata import METADATA_FILE, ModelMetadata
+from carseg.inference.backends import backend_for, load_model
+from carseg.inference.cutout import Background, cut_out
+from carseg.inference.guided_filter import guided_filter
 
-# The built-in model (trained on real photos, see its README.md): used when no model file is given.
-BUILTIN_MODEL = Path(__file__).resolve().parent / "builtin_model" / "carseg-real-r18-256x384.pth"
 CPU_BATCH_PIXELS = 8 * 128 * 192  # network input pixels per forward pass on CPU (see Predictor.default_batch_size)
 TTA_TRANSFORMS = {"none": None, "hflip": ttach.aliases.hflip_transform, "d4": ttach.aliases.d4_transform}
 REFINE = ("guided", "none")  # full-resolution edges: follow the photo's edges (guided filter), or bilinear only
-Background = Union[str, Tuple[int, int, int]]
-
-
-def load_traced(path: Path, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, ModelMetadata]:
-    """Load a ``catalyst-dl trace`` file and its metadata, or fail with one clear line."""
-    path = Path(path)
-    builtin = path.resolve() == BUILTIN_MODEL
-    restore = (f"restore it with git checkout -- {BUILTIN_MODEL.relative_to(BUILTIN_MODEL.parents[3])} (or reinstall carseg), "
-               f"or retrain it as {BUILTIN_MODEL.parent / 'README.md'} says")
-    if not path.is_file():
-        raise CarsegError(f"{path}: carseg's built-in model is missing; {restore}" if builtin
-                          else f"{path}: model file not found; create it with catalyst-dl trace LOGDIR")
-    extra = {METADATA_FILE: ""}
-    try:
-        with warnings.catch_warnings():  # torch 2.15 marks TorchScript deprecated; it still works
-            warnings.simplefilter("ignore", FutureWarning)
-            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
-    except Exception:
-        if builtin:
-            raise CarsegError(f"{path}: carseg's built-in model is damaged; {restore}") from None
-        if _is_checkpoint(path):
-            raise CarsegError(f"{path}: is a training checkpoint, not a traced model; run catalyst-dl trace LOGDIR "
-                              "and pass LOGDIR/trace/traced-best-forward.pth") from None
-        raise CarsegError(f"{path}: not a TorchScript model file; create one with catalyst-dl trace LOGDIR") from None
-    if not extra[METADATA_FILE]:
-        raise CarsegError(f"{path}: TorchScript file without carseg metadata; re-export it with catalyst-dl trace LOGDIR")
-    return module.eval(), ModelMetadata.from_json(extra[METADATA_FILE], path)
-
-
-def _is_checkpoint(path: Path) -> bool:
-    try:
-        return isinstance(torch.load(path, map_location="cpu", weights_only=True), dict)
-    except Exception:
-        return False
 
 
 def resolve_device(device: str) -> str:
@@ -109,16 +73,8 @@ class Predictor:
             raise CarsegError(f"--refine {refine}: choose one of {', '.join(REFINE)}")
         self.refine = refine
         self.device = resolve_device(device)
-        model_path = BUILTIN_MODEL if model_path is None else Path(model_path)
-        if backend == "auto":
-            backend = "onnx" if Path(model_path).suffix.lower() == ".onnx" else "torchscript"
-        self.backend = backend
-        if backend == "onnx":
-            from carseg.onnx_backend import load_onnx
-
-            traced, self.metadata = load_onnx(model_path, self.device)
-        else:
-            traced, self.metadata = load_traced(model_path, self.device)
+        self.backend = backend_for(model_path, backend)
+        traced, self.metadata = load_model(model_path, self.backend, self.device)
         self.threshold = self.metadata.threshold if threshold is None else threshold
         self.max_size = image_size or max(self.metadata.image_size)
         divisor = self.metadata.size_divisor
@@ -209,15 +165,3 @@ class Predictor:
         """The car cut out of one RGB image: RGBA (transparent) or RGB on a solid colour."""
         return cut_out(image, self.predict(image), background)
 
-
-def cut_out(image: np.ndarray, mask: np.ndarray, background: Background = "transparent") -> np.ndarray:
-    """RGBA with alpha = mask, or RGB with the background replaced by a colour."""
-    if background == "transparent":
-        rgba = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)  # one allocation; ~8x faster than np.dstack
-        rgba[..., 3] = mask
-        return rgba
-    color = (255, 255, 255) if background == "white" else tuple(background)
-    out = np.empty_like(image)
-    out[:] = color
-    np.copyto(out, image, where=mask[..., None] > 0)
-    return out

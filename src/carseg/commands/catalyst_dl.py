@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> None:
     from catalyst.registry import REGISTRY
 
     from carseg.config import save_config, train_calls
-    from carseg.curves import plot_curves
+    from carseg.training.curves import plot_curves
 
     config, source = _load(args)
     logdirs = {entry["logdir"] for entry in train_calls(config) if entry.get("logdir")}
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> None:
 def tune(args: argparse.Namespace) -> None:
     """Optuna search over the values the configs mark ``_var_: trial.suggest_*``."""
     from carseg.config import train_calls
-    from carseg.tuning import tune as run_study
+    from carseg.training.tuning import tune as run_study
 
     config, source = _load(args)
     logdir = Path(args.logdir or next((e["logdir"] for e in train_calls(config) if e.get("logdir")), "./logs/tune"))
@@ -86,14 +86,14 @@ def tune(args: argparse.Namespace) -> None:
 
 def plot(args: argparse.Namespace) -> None:
     """Draw loss, Dice and IoU per loader per epoch from LOGDIR's CSV logs into LOGDIR/curves.png."""
-    from carseg.curves import plot_curves
+    from carseg.training.curves import plot_curves
 
     print(plot_curves(args.logdir))
 
 
 def trace(args: argparse.Namespace) -> None:
     """Trace the best (or given) checkpoint of LOGDIR into a self-describing TorchScript file."""
-    from carseg.tracing import trace_logdir
+    from carseg.export.trace import trace_logdir
 
     trace_logdir(args.logdir, checkpoint=args.checkpoint, image_size=args.image_size, device=args.device, out=args.out,
                  onnx=args.onnx)

@@ -9,13 +9,11 @@ from catalyst.registry import REGISTRY
 from catalyst.utils import trace_model
 
 import carseg  # noqa: F401 - registers carseg's names
-from carseg.atomic import atomic_path
 from carseg.config import MERGED_CONFIG, load_configs
 from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, as_hw
 from carseg.errors import CarsegError
-from carseg.metadata import METADATA_FILE, ModelMetadata, save_traced
-
-ONNX_TOLERANCE = 1e-3  # logits; a difference this small does not move a 0.5 threshold visibly
+from carseg.export.onnx import export_onnx
+from carseg.metadata import ModelMetadata, save_traced
 
 
 def build_model(config: Dict[str, Any], source: Path) -> torch.nn.Module:
@@ -96,30 +94,4 @@ def trace_logdir(logdir: Path, checkpoint: str = "best", image_size: Optional[Se
           f"max |traced - eager| = {max_diff:.2e} -> {out}")
     if onnx:
         export_onnx(model.cpu(), example.cpu(), check.cpu(), out.with_suffix(".onnx"), meta)
-    return out
-
-
-def export_onnx(model: torch.nn.Module, example: torch.Tensor, check: torch.Tensor, out: Path, meta: ModelMetadata) -> Path:
-    """Export with Catalyst's ``onnx_export`` (dynamic batch, height, width), store the metadata in the
-    model's properties, and check onnxruntime against eager at another size."""
-    import numpy as np
-    import onnx as onnx_lib
-    import onnxruntime
-    from catalyst.utils.onnx import onnx_export
-
-    axes = {0: "batch", 2: "height", 3: "width"}
-    with atomic_path(out) as tmp:  # renamed into place only once onnxruntime agrees with eager
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            onnx_export(model, example, str(tmp), input_names=["image"], output_names=["logits"],
-                        dynamic_axes={"image": axes, "logits": axes}, opset_version=18, do_constant_folding=True)
-        proto = onnx_lib.load(str(tmp))
-        onnx_lib.helper.set_model_props(proto, {METADATA_FILE: meta.to_json()})
-        onnx_lib.save(proto, str(tmp))
-        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        with torch.no_grad():
-            max_diff = float(np.abs(session.run(None, {"image": check.numpy()})[0] - model(check).numpy()).max())
-        if max_diff > ONNX_TOLERANCE:
-            raise CarsegError(f"{out}: ONNX and eager outputs differ by {max_diff:.2e} (> {ONNX_TOLERANCE}); use the TorchScript file")
-    print(f"exported ONNX: max |onnxruntime - eager| = {max_diff:.2e} at {check.shape[2]}x{check.shape[3]} -> {out}")
     return out

@@ -6,7 +6,7 @@ import segmentation_models_pytorch as smp
 from segmentation_models_pytorch.encoders.resnet import ResNetEncoder
 from torch import nn
 
-from carseg.models.unet import UNet
+from carseg.training.models.unet import UNet
 
 SMP_ARCHITECTURES = ("Unet", "UnetPlusPlus", "FPN", "Linknet", "PSPNet", "PAN", "MAnet",
                      "DeepLabV3", "DeepLabV3Plus", "UPerNet", "Segformer", "DPT")

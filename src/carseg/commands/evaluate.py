@@ -1,0 +1,101 @@
+"""``bin/evaluate.py [MODEL] --images DIR --masks DIR | --pairs CSV``: options in, scores and reports out."""
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from carseg.data.dataset import read_pairs_csv
+from carseg.data.pairs import pair_by_name
+from carseg.errors import CarsegError
+from carseg.evaluation.report import summary_lines, write_csv, write_json, write_overlays
+from carseg.evaluation.scoring import evaluate
+from carseg.inference.backends import BUILTIN_MODEL
+from carseg.inference.predictor import REFINE, TTA_TRANSFORMS, Predictor
+
+PROG = "evaluate.py"
+
+
+def _pairs(images: Path, masks: Path, mask_suffix: str, log) -> List[Tuple[Path, Path]]:
+    pairing = pair_by_name(images, masks, mask_suffix)
+    for files, where in ((pairing.images_without_mask, f"without a mask NAME{mask_suffix}.* in {masks}"),
+                         (pairing.masks_without_image, f"without an image in {images}")):
+        if files:
+            examples = ", ".join(p.name for p in files[:3]) + (", ..." if len(files) > 3 else "")
+            log(f"{PROG}: warning: skipping {len(files)} file(s) {where}: {examples}")
+    if not pairing.pairs:
+        raise CarsegError(f"{images}: no image has a mask named NAME{mask_suffix}.gif/.png in {masks}; check --mask-suffix")
+    return pairing.pairs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Score a traced model on labelled photos: Dice, IoU, accuracy, precision, recall, "
+                               "F1 and ROC AUC per image at full resolution, and their means.")
+    parser.add_argument("model", type=Path, nargs="?", metavar="MODEL",
+                        help="traced model from catalyst-dl trace (default: the built-in model, trained on real car photos)")
+    parser.add_argument("--images", type=Path, metavar="DIR", help="folder of photos")
+    parser.add_argument("--masks", type=Path, metavar="DIR", help="folder of masks NAME<suffix>.gif/.png")
+    parser.add_argument("--pairs", type=Path, metavar="CSV",
+                        help="instead of --images/--masks: an image,mask CSV, e.g. bin/prepare_dataset.py's dataset_valid.csv")
+    parser.add_argument("--mask-suffix", default="_mask", metavar="SUFFIX", help="mask name = image stem + this (default: _mask)")
+    parser.add_argument("--csv", type=Path, metavar="PATH", help="write per-image scores as CSV")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write means and per-image scores as JSON")
+    parser.add_argument("--overlays", type=Path, metavar="DIR",
+                        help="write PNGs of the worst images by Dice (TP green, FP red, FN blue)")
+    parser.add_argument("--num-overlays", type=int, default=8, metavar="N", help="how many worst images to draw (default: 8)")
+    parser.add_argument("--backend", choices=("auto", "torchscript", "onnx"), default="auto",
+                        help="model runtime; auto: onnx for a .onnx file, else TorchScript")
+    parser.add_argument("--tta", choices=tuple(TTA_TRANSFORMS), default="none", help="test-time augmentation")
+    parser.add_argument("--refine", choices=REFINE, default="guided",
+                        help="full-resolution edges: guided (follow the photo's edges; default) or none (bilinear)")
+    parser.add_argument("--threshold", type=float, metavar="T", help="probability threshold (default: the model's, 0.5)")
+    parser.add_argument("--image-size", type=int, metavar="S", help="network input longest side (default: the training size)")
+    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help="images per forward pass (default: 8 on GPU; on CPU 8 at 128x192 down to 1 at 512x768)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), metavar="N", help="decoding processes")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run the model")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if (args.pairs is None) == (args.images is None or args.masks is None) or (args.pairs and (args.images or args.masks)):
+        raise CarsegError("give either --images DIR --masks DIR, or --pairs CSV")
+    for name in ("batch_size", "image_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise CarsegError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    for name in ("num_overlays", "workers"):
+        if getattr(args, name) < 0:
+            raise CarsegError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be 0 or more")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise CarsegError(f"--threshold {args.threshold}: must be in [0, 1]")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    log = lambda line: print(line, file=sys.stderr)
+    try:
+        _check_args(args)
+        pairs = (_pairs(args.images, args.masks, args.mask_suffix, log) if args.pairs is None
+                 else [(Path(i), Path(m)) for i, m in read_pairs_csv(args.pairs)[["image", "mask"]].itertuples(index=False)])
+        predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold, backend=args.backend,
+                              image_size=args.image_size, refine=args.refine)
+        result = evaluate(pairs, predictor, args.batch_size or predictor.default_batch_size, args.workers,
+                          args.num_overlays if args.overlays else 0, progress=not args.quiet, log=log)
+        info = {"model": str(args.model or BUILTIN_MODEL), "images": str(args.images or args.pairs),
+                "masks": str(args.masks or args.pairs), "tta": args.tta, "refine": args.refine,
+                "threshold": predictor.threshold, "image_size": predictor.max_size}
+        if args.csv:
+            write_csv(result, args.csv)
+        if args.json:
+            write_json(result, args.json, info)
+        if args.overlays:
+            write_overlays(result, args.overlays, log)
+    except CarsegError as exc:
+        log(f"{PROG}: error: {exc}")
+        return 1
+    if result.failed:
+        log(f"{PROG}: {len(result.failed)} of {len(pairs)} pairs failed (see above); scores cover the other {len(result.rows)}")
+    print("\n".join(summary_lines(result)))
+    return 1 if result.failed else 0

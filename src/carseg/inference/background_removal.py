@@ -1,0 +1,105 @@
+"""Background removal of a folder: plan one job per photo, stream them through the Predictor, write cut-outs."""
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from carseg.data.images import IMAGE_SUFFIXES, read_image, write_image_atomic
+from carseg.errors import CarsegError
+from carseg.inference.cutout import Background, cut_out
+from carseg.inference.predictor import Predictor, Prepared
+from carseg.inference.streaming import stream
+
+
+@dataclass
+class Job:
+    """One input photo and where its outputs go."""
+
+    source: Path
+    output: Path
+    mask: Optional[Path]
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    ignored: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        rate = self.done / self.seconds if self.seconds else 0.0
+        ignored = f", ignored {self.ignored} non-image files" if self.ignored else ""
+        return f"done {self.done}, skipped {self.skipped} (already there), failed {self.failed}{ignored} ({rate:.2f} images/s)"
+
+
+def in_shard(relative: Path, shard: Tuple[int, int]) -> bool:
+    """Deterministic by file name (a hash, not a position), so adding files does not reshuffle shards."""
+    return zlib.crc32(relative.as_posix().encode("utf-8")) % shard[1] == shard[0]
+
+
+def plan_jobs(in_dir: Path, out_dir: Path, fmt: str, save_mask: bool, recursive: bool,
+              shard: Tuple[int, int] = (0, 1)) -> Tuple[List[Job], int]:
+    """Jobs for every image under ``in_dir`` (this shard only), and the count of ignored non-image files."""
+    if not in_dir.is_dir():
+        raise CarsegError(f"{in_dir}: input folder not found")
+    out_resolved = out_dir.resolve()
+    inside_out = lambda p: out_resolved != in_dir.resolve() and out_resolved in p.resolve().parents  # OUT below IN
+    candidates = in_dir.rglob("*") if recursive else in_dir.iterdir()
+    # a dangling link is kept (it fails with its own line later), not skipped as if it were no file
+    files = sorted(p for p in candidates if (p.is_file() or (p.is_symlink() and not p.exists()))
+                   and not p.name.startswith(".") and not inside_out(p))
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        raise CarsegError(f"{in_dir}: no images found ({', '.join(IMAGE_SUFFIXES)})" + ("" if recursive else "; use --recursive for subfolders"))
+    jobs, seen = [], {}
+    for path in images:
+        relative = path.relative_to(in_dir)
+        if not in_shard(relative, shard):
+            continue
+        output = out_dir / relative.parent / f"{relative.stem}.{fmt}"
+        if output in seen:
+            raise CarsegError(f"{path}: its output {output} would also be written for {seen[output]}; rename one of them")
+        seen[output] = path
+        jobs.append(Job(path, output, out_dir / relative.parent / f"{relative.stem}_mask.png" if save_mask else None))
+    inputs = {p.resolve() for p in images}
+    clash = next((job for job in jobs if job.output.resolve() in inputs or (job.mask and job.mask.resolve() in inputs)), None)
+    if clash:
+        raise CarsegError(f"{clash.source}: writing to {out_dir} would overwrite this input; choose another OUT folder")
+    return jobs, len(files) - len(images)
+
+
+def remove_backgrounds(jobs: List[Job], predictor: Predictor, background: Background = "transparent", fmt: str = "png",
+                       batch_size: int = 8, workers: int = 2, overwrite: bool = False, progress: bool = True,
+                       log=print) -> Summary:
+    """Run every job not done yet (all with ``overwrite``); each failure is logged as one ``failed:`` line."""
+    summary = Summary()
+    todo = [job for job in jobs if overwrite or not (job.output.exists() and (job.mask is None or job.mask.exists()))]
+    summary.skipped = len(jobs) - len(todo)
+    started = time.perf_counter()
+
+    def read(job: Job) -> Tuple[Prepared, None]:
+        # Only the network input travels from the loader workers (a reduced-scale JPEG decode, not 7 MB per
+        # photo); the full-size photo is decoded where the cut-out needs it, in the writer thread.
+        return predictor.read(job.source), None
+
+    def finish(job: Job, _, prob: np.ndarray) -> None:
+        """Decode + upsample + threshold + compose + encode + write (OpenCV releases the GIL)."""
+        image = read_image(job.source)
+        mask = predictor.binarize(predictor.upsample(prob, image))
+        if job.mask is not None:
+            write_image_atomic(job.mask, mask, "png")
+        write_image_atomic(job.output, cut_out(image, mask, background), fmt, in_place=True)  # a fresh array
+
+    for job, _, error in stream(todo, predictor, read, finish, batch_size, workers, progress, source=lambda j: j.source):
+        if error:
+            summary.failed += 1
+            log(f"failed: {error}")
+        else:
+            summary.done += 1
+    summary.seconds = time.perf_counter() - started
+    return summary

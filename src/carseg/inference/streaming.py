@@ -1,0 +1,98 @@
+"""The one streaming loop behind background removal and evaluation: files decoded in loader workers, batched
+forward passes in this process, full-resolution work (upsampling, composing, encoding, scoring) in threads.
+Memory is bounded by the batch and queue sizes, never by the number of files; a bad file is one error, not a crash."""
+import ctypes
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Deque, Dict, Iterator, Optional, Sequence, Tuple, TypeVar
+
+import cv2
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from carseg.errors import failure
+from carseg.inference.predictor import Predictor, Prepared
+
+Job = TypeVar("Job")
+# read(job) -> (network input, extras for finish), in a loader worker; finish(job, extras, probability map) -> result,
+# in a writer thread. Either may raise: the job then yields an error line.
+Read = Callable[[Any], Tuple[Prepared, Any]]
+Finish = Callable[[Any, Any, np.ndarray], Any]
+
+
+class _Reads(Dataset):
+    """``read`` of each job in a loader worker; an exception becomes an error record, not a crash."""
+
+    def __init__(self, jobs: Sequence, read: Read, source: Callable[[Any], Any]):
+        self.jobs, self.read, self.source = jobs, read, source
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, index: int) -> Dict:
+        try:
+            prepared, extras = self.read(self.jobs[index])
+            return {"index": index, "prepared": prepared, "extras": extras}
+        except Exception as exc:  # whatever a decoder raises for one odd file, the batch goes on
+            return {"index": index, "error": failure(self.source(self.jobs[index]), exc)}
+
+
+try:  # glibc only; elsewhere freed memory is simply kept
+    _malloc_trim = ctypes.CDLL(None).malloc_trim
+except (AttributeError, OSError, TypeError):
+    _malloc_trim = None
+
+
+def _release_freed_memory() -> None:
+    """Give the memory freed by the last forward pass back to the OS.
+
+    A batch's activations are freed after each forward, but glibc keeps freed blocks for reuse in
+    a heap where long-lived small objects pin them, so without this the process grows batch after
+    batch (~+300 MB over 400 photos with the demo UNet) instead of staying flat.
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish, batch_size: int = 8,
+           workers: int = 2, progress: bool = True, source: Callable[[Job], Any] = lambda job: job
+           ) -> Iterator[Tuple[Job, Any, Optional[str]]]:
+    """Yield ``(job, finish's result, None)`` or ``(job, None, one-line error)`` for every job, as each is finished."""
+    loader = DataLoader(_Reads(jobs, read, source), batch_size=batch_size, num_workers=workers,
+                        collate_fn=list, pin_memory=False)
+    pending: Deque[Tuple[Job, Future]] = deque()
+
+    def settle(limit: int) -> Iterator[Tuple[Job, Any, Optional[str]]]:
+        while len(pending) > limit:
+            job, future = pending.popleft()
+            try:
+                yield job, future.result(), None
+            except Exception as exc:  # one bad file never stops the folder
+                yield job, None, failure(source(job), exc)
+
+    # Full-resolution work is most of the CPU time per photo: one thread per core. Each thread is one
+    # core's worth of work, so OpenCV's own thread pool (also inherited by the loader workers) would
+    # only add contention: ~10% faster on 2 cores without it.
+    threads = os.cpu_count() or 1
+    cv2_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool, tqdm(total=len(jobs), unit="img", disable=not progress) as bar:
+            for batch in loader:
+                good = [item for item in batch if "error" not in item]
+                for item in batch:
+                    if "error" in item:
+                        yield jobs[item["index"]], None, item["error"]
+                if good:
+                    probs = predictor.forward([item["prepared"] for item in good])
+                    _release_freed_memory()
+                    for item, prob in zip(good, probs):
+                        job = jobs[item["index"]]
+                        pending.append((job, pool.submit(finish, job, item["extras"], prob)))
+                yield from settle(limit=2 * max(batch_size, threads))  # bounded: memory does not grow with the folder
+                bar.update(len(batch))
+            yield from settle(limit=0)
+    finally:
+        cv2.setNumThreads(cv2_threads)
