@@ -1,4 +1,5 @@
 """Registry names, models, loss and config validation."""
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,18 @@ def test_bce_dice_loss():
     assert good < 0.01 < 0.9 < bad
 
 
-@pytest.mark.parametrize("config", ["unet.yml", "fpn.yml", "demo.yml"])
+@pytest.mark.parametrize("config", ["unet.yml", "fpn.yml", "demo.yml", "real.yml", "builtin.yml"])
 def test_shipped_configs_validate(config):
     validate(load_configs([ROOT / "configs" / config]), config)
+
+
+def test_configs_share_their_bases():
+    """fpn.yml is unet.yml with another architecture and logdir; demo.yml trains with the same runtime."""
+    unet, fpn, demo = (load_configs([ROOT / "configs" / name]) for name in ("unet.yml", "fpn.yml", "demo.yml"))
+    assert fpn["model"] == {**unet["model"], "_target_": "smp.FPN"}
+    assert {**fpn["run"][0], "logdir": "./logs"} == unet["run"][0] and fpn["experiment"] == unet["experiment"]
+    assert demo["run"][0]["callbacks"] == unet["run"][0]["callbacks"] and demo["runner"] == unet["runner"]
+    assert demo["model"]["_target_"] == "UNet" and demo["run"][0]["num_epochs"] == demo["scheduler"]["T_max"] == 10
 
 
 def test_engine_overlay_merges(tmp_path):
@@ -68,22 +78,24 @@ def test_fp16_reaches_accelerate_as_mixed_precision(monkeypatch, name, fp16, exp
     assert "fp16" not in seen and seen.get("mixed_precision") == expected and seen["cpu"] is False
 
 
-def config_with(tmp_path: Path, old: str, new: str) -> Path:
-    text = (ROOT / "configs" / "demo.yml").read_text()
+def config_with(tmp_path: Path, old: str, new: str, name: str = "demo.yml") -> Path:
+    """A copy of configs/ with ``old`` replaced by ``new`` in ``name``; the copied demo.yml (which composes it)."""
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    path = tmp_path / "configs" / name
+    text = path.read_text()
     assert old in text
-    path = tmp_path / "bad.yml"
     path.write_text(text.replace(old, new, 1))
-    return path
+    return tmp_path / "configs" / "demo.yml"
 
 
 @pytest.mark.parametrize("old, new, fragments", [
     ("_target_: UNet", "_target_: UNett", ["model._target_", "unknown name 'UNett'", "did you mean 'UNet'"]),
     ("base_channels: 16", "base_chanels: 16", ["model.base_chanels", "did you mean 'base_channels'"]),
     ("num_epochs: 10", "num_epoch: 10", ["run[0].num_epoch", "did you mean 'num_epochs'"]),
-    ("patience: 5", "patiense: 5", ["run[0].callbacks[4].patiense", "did you mean 'patience'"]),
+    ("patience: 8", "patiense: 8", ["run[0].callbacks[4].patiense", "did you mean 'patience'"]),  # in a _base_ file
 ])
 def test_bad_config_names_the_key(tmp_path, old, new, fragments):
-    path = config_with(tmp_path, old, new)
+    path = config_with(tmp_path, old, new, "_base_/default_runtime.yml" if "patience" in old else "demo.yml")
     with pytest.raises(CarsegError) as info:
         validate(load_configs([path]), str(path))
     for fragment in fragments:

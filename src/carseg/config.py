@@ -189,7 +189,8 @@ def _resolve(name: Optional[str], where: str, source: str) -> Callable:
 
 
 def save_config(config: Dict[str, Any], logdir: Path, sources: Sequence[Path]) -> Path:
-    """Write the merged config (what ``catalyst-dl trace`` rebuilds from) and the originals."""
+    """Write the merged config (complete: what ``catalyst-dl trace`` rebuilds from) and the given files as they are
+    (their ``_base_`` files stay in configs/)."""
     folder = Path(logdir) / "configs"
     folder.mkdir(parents=True, exist_ok=True)
     for source in sources:

@@ -14,8 +14,10 @@ def register(registry: Registry) -> None:
     from carseg.training.experiment import Experiment
     from carseg.training.losses import BCEDiceLoss
     from carseg.training.models import model_factories
+    from carseg.training.resume import TrainingStateCallback
+    from carseg.training.runner import SupervisedRunner
 
-    registry.add(SupervisedRunner=dl.SupervisedRunner)
+    registry.add(SupervisedRunner=SupervisedRunner, TrainingStateCallback=TrainingStateCallback)
     for module in (callbacks, loggers):
         registry.add(**{name: obj for name, obj in vars(module).items()
                         if inspect.isclass(obj) and name.endswith(("Callback", "Logger")) and name != "CheckRunCallback"})

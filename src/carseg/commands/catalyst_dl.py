@@ -57,8 +57,11 @@ def run(args: argparse.Namespace) -> None:
 
     from carseg.config import save_config, train_calls
     from carseg.training.curves import plot_curves
+    from carseg.training.resume import apply_resume
 
     config, source = _load(args)
+    if args.resume is not None:
+        apply_resume(config, args.resume, logdir_given=args.logdir is not None)
     logdirs = {entry["logdir"] for entry in train_calls(config) if entry.get("logdir")}
     for logdir in logdirs:
         save_config(config, Path(logdir), args.configs)
@@ -117,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_parser = commands.add_parser("run", help="train from one or more YAML configs (later ones override earlier)")
     _add_config_options(run_parser)
+    run_parser.add_argument("--resume", nargs="?", const=True, type=Path, metavar="LOGDIR|STATE",
+                            help="continue a stopped run from its last epoch (model, optimizer, scheduler, epoch count): "
+                                 "from the config's logdir, or the given logdir or training_state.pth")
     run_parser.set_defaults(func=run)
 
     tune_parser = commands.add_parser("tune", help="Optuna search over config values marked '_var_: trial.suggest_*'")

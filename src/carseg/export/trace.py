@@ -9,7 +9,7 @@ from catalyst.registry import REGISTRY
 from catalyst.utils import trace_model
 
 import carseg  # noqa: F401 - registers carseg's names
-from carseg.config import MERGED_CONFIG, load_configs
+from carseg.config import MERGED_CONFIG, load_configs, train_calls
 from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, as_hw
 from carseg.errors import CarsegError
 from carseg.export.onnx import export_onnx
@@ -48,11 +48,16 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         raise CarsegError(f"{path}: weights do not fit the model in the logdir's config; was it trained with another config?") from exc
 
 
-def metadata(config: Dict[str, Any], image_hw: Sequence[int], checkpoint: Path) -> ModelMetadata:
-    """Everything the Predictor needs besides the weights, from the logdir's config."""
+def metadata(config: Dict[str, Any], model: torch.nn.Module, image_hw: Sequence[int], checkpoint: Path) -> ModelMetadata:
+    """Everything the Predictor needs besides the weights, from the logdir's config and the model it builds:
+    normalisation, the threshold validation Dice was measured at, and the network's stride."""
     experiment = config.get("experiment", {})
+    dice = [c for entry in train_calls(config) for c in entry.get("callbacks", [])
+            if isinstance(c, dict) and c.get("_target_") == "DiceCallback" and c.get("threshold") is not None]
+    stride = getattr(getattr(model, "encoder", None), "output_stride", None) or getattr(model, "size_divisor", 32)
     return ModelMetadata(model=config["model"].get("_target_"), image_size=tuple(image_hw),
                          mean=tuple(experiment.get("mean", IMAGENET_MEAN)), std=tuple(experiment.get("std", IMAGENET_STD)),
+                         threshold=float(dice[0]["threshold"]) if dice else 0.5, size_divisor=int(stride),
                          checkpoint=str(checkpoint))
 
 
@@ -88,7 +93,7 @@ def trace_logdir(logdir: Path, checkpoint: str = "best", image_size: Optional[Se
     name = "best" if checkpoint == "best" else ("last" if checkpoint == "last" else Path(checkpoint).stem)
     out = Path(out) if out else logdir / "trace" / f"traced-{name}-forward.pth"
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = metadata(config, image_hw, weights)
+    meta = metadata(config, model, image_hw, weights)
     save_traced(traced.cpu(), out, meta)
     print(f"traced {meta.model} from {weights} at {image_hw[0]}x{image_hw[1]}: "
           f"max |traced - eager| = {max_diff:.2e} -> {out}")

@@ -17,27 +17,27 @@ Series = Dict[str, List[float]]  # column -> values, "step" included
 def read_metrics_csv(path: Path) -> Series:
     """One loader's epoch metrics from Catalyst's CSV log.
 
-    Catalyst appends to the file, writing a new header line when a run reuses the logdir: only
-    the part after the last header (the latest run) is read. Lines that do not parse (a run killed
-    while writing) are skipped.
+    Catalyst appends to the file and writes a new header line whenever a run reuses the logdir. A part
+    that starts again at step 1 (a rerun) replaces what came before; one that starts later (a resumed
+    run) continues it. Lines that do not parse (a run killed while writing) are skipped.
     """
-    lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
-    headers = [index for index, line in enumerate(lines) if line.startswith("step,") or line == "step"]
-    if not headers:
-        return {}
-    columns = lines[headers[-1]].split(",")
-    series: Series = {column: [] for column in columns}
-    for line in lines[headers[-1] + 1:]:
-        fields = line.split(",")
-        if len(fields) != len(columns):
+    rows: List[Dict[str, float]] = []
+    columns: List[str] = []
+    first_of_part = False
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        fields = line.strip().split(",")
+        if fields[0] == "step":
+            columns, first_of_part = fields, True
             continue
         try:
-            values = [float(field) for field in fields]
+            row = dict(zip(columns, map(float, fields), strict=True))
         except ValueError:
             continue
-        for column, value in zip(columns, values):
-            series[column].append(value)
-    return series
+        if first_of_part:
+            rows, first_of_part = [r for r in rows if r["step"] < row["step"]], False
+        rows.append(row)
+    rows = [row for row in rows if set(row) == set(columns)]
+    return {column: [row[column] for row in rows] for column in columns} if columns else {}
 
 
 def read_logs(logdir: Path) -> Dict[str, Series]:

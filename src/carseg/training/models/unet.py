@@ -49,6 +49,7 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels: int = 3, classes: int = 1, base_channels: int = 32, depth: int = 4, bilinear: bool = True):
         super().__init__()
+        self.size_divisor = 2 ** depth  # input sides must be multiples of this (one halving per down step)
         widths = [base_channels * 2 ** i for i in range(depth + 1)]
         self.inc = DoubleConv(in_channels, widths[0])
         self.downs = nn.ModuleList(Down(widths[i], widths[i + 1]) for i in range(depth))

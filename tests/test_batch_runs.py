@@ -1,0 +1,71 @@
+"""bin/car_segmentation.py over whole folders: killed mid-folder, subfolders mirrored, the threshold honoured."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from conftest import ROOT, red_car_photo
+
+SCRIPT = [sys.executable, str(ROOT / "bin" / "car_segmentation.py")]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*SCRIPT, *args, "--quiet", "--workers", "1"], capture_output=True, text=True, timeout=300)
+
+
+def test_killed_run_leaves_no_partial_output_and_the_next_completes_it(tmp_path, oracle_model):
+    photos, out = tmp_path / "in", tmp_path / "out"
+    photos.mkdir()
+    for i in range(40):
+        Image.fromarray(red_car_photo(720, 1080)[0]).save(photos / f"car_{i:02d}.jpg", quality=90)
+    process = subprocess.Popen([*SCRIPT, str(photos), str(out), str(oracle_model), "--quiet", "--workers", "1",
+                                "--batch-size", "1"], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("*.png"))) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole job: main process and loader workers, mid-folder
+    process.wait()
+    finished = sorted(out.glob("*.png"))
+    assert 3 <= len(finished) < 40, "the run must be killed mid-folder"
+    for path in finished:  # whatever is visible is complete: written to a hidden name, then renamed
+        assert np.asarray(Image.open(path)).shape == (720, 1080, 4)
+
+    second = run(str(photos), str(out), str(oracle_model))
+    assert second.returncode == 0, second.stderr
+    assert f"done {40 - len(finished)}, skipped {len(finished)} (already there), failed 0" in second.stdout
+    assert len(list(out.glob("*.png"))) == 40 and not list(out.glob(".*"))  # no temporary file left
+
+
+def test_recursive_mirrors_subfolders(tmp_path, oracle_model):
+    photos, out = tmp_path / "in", tmp_path / "out"
+    for relative, (h, w) in {"top.jpg": (60, 90), "a/one.jpg": (64, 96), "a/b/two.png": (50, 80)}.items():
+        (photos / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(red_car_photo(h, w)[0]).save(photos / relative)
+    flat = run(str(photos), str(tmp_path / "flat"), str(oracle_model))
+    assert flat.returncode == 0 and sorted(p.name for p in (tmp_path / "flat").rglob("*.png")) == ["top.png"]
+    deep = run(str(photos), str(out), str(oracle_model), "--recursive")
+    assert deep.returncode == 0, deep.stderr
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a/b/two.png", "a/one.png", "top.png"]
+    assert np.asarray(Image.open(out / "a" / "b" / "two.png")).shape == (50, 80, 4)
+
+
+def test_threshold_moves_the_cut(tmp_path, oracle_model):
+    """The oracle's probability is sigmoid(20 (r - b - 0.5)): pure red ~1, this pink 0.73, the blue background ~0."""
+    photo = np.zeros((120, 240, 3), np.uint8)
+    photo[:] = (30, 60, 200)
+    photo[30:90, 20:100] = (255, 0, 0)
+    photo[30:90, 140:220] = (204, 0, 64)  # r - b = 0.55
+    (tmp_path / "in").mkdir()
+    Image.fromarray(photo).save(tmp_path / "in" / "two.png")
+    for threshold, pink_is_car in (("0.5", True), ("0.8", False)):
+        out = tmp_path / f"out_{threshold}"
+        result = run(str(tmp_path / "in"), str(out), str(oracle_model), "--threshold", threshold, "--save-mask")
+        assert result.returncode == 0, result.stderr
+        mask = np.asarray(Image.open(out / "two_mask.png")) > 0
+        assert mask[40:80, 30:90].all() and not mask[:20].any()
+        assert mask[40:80, 150:210].all() == pink_is_car and mask[40:80, 150:210].any() == pink_is_car
