@@ -31,17 +31,17 @@ def trained(tiny_dataset, tmp_path_factory) -> Path:
     return logdir
 
 
-def expected_grid_shape(rows: int = 4):
-    zeros = np.zeros((rows, 3, *IMAGE_SIZE), np.float32)
-    return preview_grid(zeros, zeros[:, :1], zeros[:, :1], (0.5,) * 3, (0.25,) * 3).shape
+def check_grid_shape(shape, rows: int) -> None:
+    """A title strip (10-30 px) above ``rows`` rows of 64-px tiles, 4-px gaps between; four 96-px columns, 4-px gaps."""
+    assert shape[1] == 4 * IMAGE_SIZE[1] + 3 * 4  # photo | probability | true mask | errors
+    assert shape[0] - rows * (IMAGE_SIZE[0] + 4) in range(10, 31)
 
 
 def test_previews_png_per_validation_epoch(trained):
     previews = trained / "previews"
     assert sorted(p.name for p in previews.iterdir()) == ["epoch_001.png", "epoch_002.png"]  # no temporary left
     grid = cv2.imread(str(previews / "epoch_002.png"))
-    assert grid.shape == expected_grid_shape(4)
-    assert grid.shape[1] == 4 * IMAGE_SIZE[1] + 3 * 4  # photo | probability | true mask | errors, 4 px gaps
+    check_grid_shape(grid.shape, rows=4)
     assert grid.std() > 10  # a picture, not a blank
 
 
@@ -52,7 +52,7 @@ def test_previews_in_tensorboard(trained):
     assert "previews" in events.Tags()[IMAGES]
     images = events.Images("previews")
     assert [image.step for image in images] == [1, 2]
-    assert (images[-1].height, images[-1].width) == expected_grid_shape(4)[:2]
+    check_grid_shape((images[-1].height, images[-1].width), rows=4)
 
 
 def test_curves_from_run(trained):
@@ -103,8 +103,10 @@ def test_callback_keeps_only_the_first_samples(tmp_path):
     untouched = batch(4)
     untouched["features"] = None  # slicing it would fail: the third batch must not be read at all
     run_loader(callback, runner, [batch(4), batch(4), untouched])
-    assert runner.logged == [("previews", expected_grid_shape(5), 3)]
-    assert cv2.imread(str(tmp_path / "previews" / "epoch_003.png")).shape == expected_grid_shape(5)
+    [(tag, shape, epoch)] = runner.logged
+    assert tag == "previews" and epoch == 3 and shape[2] == 3
+    check_grid_shape(shape, rows=5)
+    assert cv2.imread(str(tmp_path / "previews" / "epoch_003.png")).shape == shape
 
     runner.loader_key, runner.logged = "train", []  # another loader: nothing kept, nothing written
     run_loader(callback, runner, [batch(4)])
@@ -116,3 +118,16 @@ def test_callback_names_a_missing_key(tmp_path):
                         _logdir=None, logged=[])
     with pytest.raises(CarsegError, match="no 'probabilities'.*output_key"):
         run_loader(PredictionPreviewCallback(output_key="probabilities"), runner, [batch(2)])
+
+
+def test_grid_tints_each_kind_of_error():
+    """On a black photo the error tile is the pure tint: added red, right green, missed blue, background black."""
+    images = np.zeros((1, 3, *IMAGE_SIZE), np.float32)
+    probs = np.zeros((1, 1, *IMAGE_SIZE), np.float32)
+    probs[..., :48] = 1  # predicted: the left half
+    targets = np.zeros_like(probs)
+    targets[..., 24:72] = 1  # true: the middle half
+    grid = preview_grid(images, probs, targets, (0.0,) * 3, (1.0,) * 3)
+    errors = grid[-IMAGE_SIZE[0]:, 3 * (IMAGE_SIZE[1] + 4):]
+    assert errors.shape == (*IMAGE_SIZE, 3)
+    assert [tuple(errors[40, x]) for x in (10, 36, 60, 90)] == [(115, 0, 0), (0, 100, 0), (0, 45, 128), (0, 0, 0)]

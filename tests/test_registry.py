@@ -56,6 +56,7 @@ def test_configs_share_their_bases():
     assert fpn["model"] == {**unet["model"], "_target_": "smp.FPN"}
     assert {**fpn["run"][0], "logdir": "./logs"} == unet["run"][0] and fpn["experiment"] == unet["experiment"]
     assert demo["run"][0]["callbacks"] == unet["run"][0]["callbacks"] and demo["runner"] == unet["runner"]
+    assert list(demo) == ["experiment", "model", "criterion", "optimizer", "scheduler", "engine", "runner", "run"]
     assert demo["model"]["_target_"] == "UNet" and demo["run"][0]["num_epochs"] == demo["scheduler"]["T_max"] == 10
 
 
@@ -88,14 +89,17 @@ def config_with(tmp_path: Path, old: str, new: str, name: str = "demo.yml") -> P
     return tmp_path / "configs" / "demo.yml"
 
 
-@pytest.mark.parametrize("old, new, fragments", [
-    ("_target_: UNet", "_target_: UNett", ["model._target_", "unknown name 'UNett'", "did you mean 'UNet'"]),
-    ("base_channels: 16", "base_chanels: 16", ["model.base_chanels", "did you mean 'base_channels'"]),
-    ("num_epochs: 10", "num_epoch: 10", ["run[0].num_epoch", "did you mean 'num_epochs'"]),
-    ("patience: 8", "patiense: 8", ["run[0].callbacks[4].patiense", "did you mean 'patience'"]),  # in a _base_ file
+MODEL = "_base_/models/carseg_unet.yml"
+
+
+@pytest.mark.parametrize("name, old, new, fragments", [
+    (MODEL, "_target_: UNet", "_target_: UNett", ["model._target_", "unknown name 'UNett'", "did you mean 'UNet'"]),
+    (MODEL, "base_channels: 16", "base_chanels: 16", ["model.base_chanels", "did you mean 'base_channels'"]),
+    ("demo.yml", "num_epochs: 10", "num_epoch: 10", ["run[0].num_epoch", "did you mean 'num_epochs'"]),
+    ("_base_/default_runtime.yml", "patience: 8", "patiense: 8", ["run[0].callbacks[4].patiense", "did you mean 'patience'"]),
 ])
-def test_bad_config_names_the_key(tmp_path, old, new, fragments):
-    path = config_with(tmp_path, old, new, "_base_/default_runtime.yml" if "patience" in old else "demo.yml")
+def test_bad_config_names_the_key(tmp_path, name, old, new, fragments):
+    path = config_with(tmp_path, old, new, name)
     with pytest.raises(CarsegError) as info:
         validate(load_configs([path]), str(path))
     for fragment in fragments:
@@ -104,7 +108,7 @@ def test_bad_config_names_the_key(tmp_path, old, new, fragments):
 
 def test_smp_misspelt_key_is_caught(tmp_path):
     path = config_with(tmp_path, "_target_: UNet\n  _var_: model\n  base_channels: 16\n  depth: 4",
-                       "_target_: smp.Unet\n  _var_: model\n  encoder_weigths: null")
+                       "_target_: smp.Unet\n  _var_: model\n  encoder_weigths: null", MODEL)
     with pytest.raises(CarsegError, match="did you mean 'encoder_weights'"):
         validate(load_configs([path]), str(path))
 

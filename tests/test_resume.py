@@ -50,7 +50,8 @@ def test_killed_run_resumes_where_it_stopped(prepared, tmp_path):  # noqa: F811
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert read_metrics_csv(logdir / "csv_logger" / "valid.csv")["step"] == [1, 2]  # ends at the configured epoch
     lr = read_metrics_csv(logdir / "csv_logger" / "_epoch_.csv")["lr"]
-    assert lr == pytest.approx([0.003, 0.003 * (1 + math.cos(math.pi / 10)) / 2])  # the schedule went on, not restarted
+    cosine = [0.003 * (1 + math.cos(math.pi * epoch / 10)) / 2 for epoch in (1, 2)]  # logged after each epoch's step
+    assert lr == pytest.approx(cosine)  # the schedule went on; restarted, epoch 2 would log epoch 1's rate again
     assert torch.load(logdir / "checkpoints" / "training_state.pth", weights_only=False)["epoch_step"] == 2
 
     # the real run's best checkpoint traces into a model the Predictor runs, with the config's threshold and stride

@@ -10,6 +10,8 @@ from catalyst.registry import REGISTRY
 from carseg.errors import CarsegError
 
 MERGED_CONFIG = "_config.yml"  # the merged config inside LOGDIR/configs/
+BUILD_ORDER = {name: rank for rank, name in enumerate(
+    ("experiment", "model", "criterion", "optimizer", "scheduler", "engine", "runner", "run"))}
 META_KEYS = {"_target_", "_var_", "_mode_", "_meta_factory_", "_call_"}
 
 
@@ -31,11 +33,13 @@ def merge(base: Any, overlay: Any) -> Any:
 
 
 def load_configs(paths: Sequence[Path]) -> Dict[str, Any]:
-    """Merge YAML files left to right (later files override keys of earlier ones)."""
+    """Merge YAML files left to right (later files override keys of earlier ones), sections in build order."""
     merged: Dict[str, Any] = {}
     for path in paths:
         merged = merge(merged, _load_with_bases(Path(path), ()))
-    return merged
+    # Sections are built top to bottom and a `_var_` names only what is built already (the optimizer needs the
+    # model), so the known sections go in dependency order whatever order the files and their bases gave.
+    return dict(sorted(merged.items(), key=lambda item: BUILD_ORDER.get(item[0], BUILD_ORDER["engine"] - 0.5)))
 
 
 def _load_with_bases(path: Path, chain: Tuple[Path, ...]) -> Dict[str, Any]:
