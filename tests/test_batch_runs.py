@@ -69,3 +69,44 @@ def test_threshold_moves_the_cut(tmp_path, oracle_model):
         mask = np.asarray(Image.open(out / "two_mask.png")) > 0
         assert mask[40:80, 30:90].all() and not mask[:20].any()
         assert mask[40:80, 150:210].all() == pink_is_car and mask[40:80, 150:210].any() == pink_is_car
+
+
+def test_awkward_folder_runs_to_the_end(tmp_path, oracle_model):
+    """Every good photo, however odd its format, gets a cut-out at its own size; every bad file one failed: line."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    photo = Image.fromarray(red_car_photo(64, 96)[0])
+    good = {}
+
+    def save(name: str, picture: Image.Image, hw=None, **params) -> None:
+        picture.save(folder / name, **params)
+        good[name] = hw or (picture.height, picture.width)
+
+    for name, (h, w) in {"tiny_1x1.png": (1, 1), "small_8x8.png": (8, 8), "strip_4000x120.png": (4000, 120)}.items():
+        save(name, Image.fromarray(red_car_photo(h, w)[0]))
+    save("cmyk.jpg", photo.convert("CMYK"), quality=95)
+    save("deep_16bit.png", Image.fromarray(red_car_photo(64, 96)[1].astype(np.uint16) * 257))
+    save("palette.png", photo.convert("P"))
+    save("one_bit.bmp", photo.convert("1"))
+    save("scan.tiff", photo)
+    save("modern.webp", photo)
+    save("grey.jpg", photo.convert("L"))
+    save("alpha.png", photo.convert("RGBA"))
+    save("voiture_été_日本.jpg", photo)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    save("rotated.jpg", photo, hw=(96, 64), exif=exif.tobytes())
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes((folder / "voiture_été_日本.jpg").read_bytes()[:300])
+    (folder / "text.jpg").write_text("not a photo")
+    (folder / "folder.jpg").mkdir()  # a folder is no photo: not a job, not a failure
+    os.symlink(tmp_path / "gone.jpg", folder / "dangling.jpg")
+
+    result = run(str(folder), str(out), str(oracle_model))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    failed = sorted(line.split(str(folder) + "/")[1].split(":")[0] for line in result.stderr.splitlines()
+                    if line.startswith("failed:"))
+    assert failed == ["dangling.jpg", "empty.jpg", "text.jpg", "truncated.jpg"]
+    for name, hw in good.items():
+        assert np.asarray(Image.open(out / f"{Path(name).stem}.png")).shape == (*hw, 4), name
+    assert f"done {len(good)}, skipped 0 (already there), failed 4" in result.stdout
