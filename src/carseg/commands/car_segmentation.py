@@ -8,7 +8,7 @@ from typing import List, Optional, Tuple
 from carseg.data.images import ENCODE_PARAMS
 from carseg.errors import CarsegError
 from carseg.inference.background_removal import plan_jobs, remove_backgrounds
-from carseg.inference.cutout import Background
+from carseg.inference.cutout import ALPHA, CutoutOptions, parse_background, parse_canvas, parse_crop
 from carseg.inference.predictor import REFINE, Predictor
 
 
@@ -23,19 +23,6 @@ def parse_shard(text: str) -> Tuple[int, int]:
     return index, count
 
 
-def parse_background(text: str) -> Background:
-    """``transparent``, ``white`` or ``R,G,B``."""
-    if text in ("transparent", "white"):
-        return text
-    try:
-        rgb = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        rgb = ()
-    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
-        raise CarsegError(f"--background {text}: use transparent, white or R,G,B with values 0-255")
-    return rgb
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="car_segmentation.py",
@@ -46,7 +33,21 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="traced model from catalyst-dl trace (default: the built-in model, trained on real car photos)")
     parser.add_argument("--threshold", type=float, help="probability threshold (default: the model's, 0.5)")
     parser.add_argument("--image-size", type=int, help="network input longest side (default: the training size)")
-    parser.add_argument("--background", default="transparent", help="transparent (default), white, or R,G,B")
+    parser.add_argument("--background", default="transparent",
+                        help="transparent (default), white, R,G,B, or an image file (scaled to cover the picture)")
+    parser.add_argument("--alpha", choices=ALPHA, default=CutoutOptions.alpha,
+                        help="edges: soft (matte following the photo's edges, no rim of the old background; default) or hard (0/1)")
+    parser.add_argument("--crop", metavar="MARGIN", help="crop tight to the car plus MARGIN pixels (40) or %% of its size (5%%)")
+    parser.add_argument("--canvas", metavar="WxH", help="fit the car, centred, on a WxH canvas, e.g. 1600x1200 (margin: --crop, default 5%%)")
+    parser.add_argument("--shadow", action="store_true", help="a soft contact shadow under the car")
+    parser.add_argument("--shadow-strength", type=float, default=CutoutOptions.shadow_strength, metavar="S",
+                        help="the shadow's darkest opacity, 0-1 (default %(default)s)")
+    parser.add_argument("--shadow-softness", type=float, default=CutoutOptions.shadow_softness, metavar="S",
+                        help="the shadow's blur as a share of the car's width, 0-1 (default %(default)s)")
+    parser.add_argument("--instances", action="store_true",
+                        help="one cut-out per car, largest first: OUT/NAME_1.png, NAME_2.png, ...")
+    parser.add_argument("--instances-min-area", type=float, default=CutoutOptions.instances_min_area, metavar="A",
+                        help="with --instances: smallest car, as a share of the photo (default %(default)s)")
     parser.add_argument("--format", choices=tuple(ENCODE_PARAMS), default="png")
     parser.add_argument("--save-mask", action="store_true", help="also write OUT/NAME_mask.png")
     parser.add_argument("--backend", choices=("auto", "torchscript", "onnx"), default="auto",
@@ -67,13 +68,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.batch_size is not None and args.batch_size < 1:
             raise CarsegError(f"--batch-size {args.batch_size}: must be at least 1")
-        background = parse_background(args.background)
-        if background == "transparent" and args.format == "jpg":
+        options = CutoutOptions(background=parse_background(args.background), alpha=args.alpha,
+                                crop=None if args.crop is None else parse_crop(args.crop),
+                                canvas=None if args.canvas is None else parse_canvas(args.canvas),
+                                shadow=args.shadow, shadow_strength=args.shadow_strength,
+                                shadow_softness=args.shadow_softness, instances=args.instances,
+                                instances_min_area=args.instances_min_area)
+        if isinstance(options.background, str) and args.format == "jpg":
             raise CarsegError("--format jpg has no transparency; use --format png/webp or --background white|R,G,B")
         jobs, ignored = plan_jobs(args.input, args.output, args.format, args.save_mask, args.recursive, parse_shard(args.shard))
         predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold,
                               image_size=args.image_size, backend=args.backend, refine=args.refine)
-        summary = remove_backgrounds(jobs, predictor, background, args.format,
+        summary = remove_backgrounds(jobs, predictor, options, args.format,
                                      args.batch_size or predictor.default_batch_size, args.workers,
                                      args.overwrite, progress=not args.quiet, log=log)
     except CarsegError as exc:

@@ -9,7 +9,7 @@ import numpy as np
 
 from carseg.data.images import IMAGE_SUFFIXES, read_image, write_image_atomic
 from carseg.errors import CarsegError
-from carseg.inference.cutout import Background, cut_out
+from carseg.inference.cutout import CutoutOptions, compose
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.inference.streaming import stream
 
@@ -30,11 +30,19 @@ class Summary:
     failed: int = 0
     ignored: int = 0
     seconds: float = 0.0
+    cars: Optional[int] = None  # cut-outs written with --instances (one per car)
 
     def __str__(self) -> str:
         rate = self.done / self.seconds if self.seconds else 0.0
         ignored = f", ignored {self.ignored} non-image files" if self.ignored else ""
-        return f"done {self.done}, skipped {self.skipped} (already there), failed {self.failed}{ignored} ({rate:.2f} images/s)"
+        cars = f", {self.cars} cars cut out" if self.cars is not None else ""
+        return (f"done {self.done}, skipped {self.skipped} (already there), failed {self.failed}{ignored}{cars} "
+                f"({rate:.2f} images/s)")
+
+
+def instance_path(output: Path, number: int) -> Path:
+    """``OUT/NAME_<number>.<fmt>``: the cut-out of a photo's ``number``-th largest car."""
+    return output.with_name(f"{output.stem}_{number}{output.suffix}")
 
 
 def in_shard(relative: Path, shard: Tuple[int, int]) -> bool:
@@ -73,12 +81,14 @@ def plan_jobs(in_dir: Path, out_dir: Path, fmt: str, save_mask: bool, recursive:
     return jobs, len(files) - len(images)
 
 
-def remove_backgrounds(jobs: List[Job], predictor: Predictor, background: Background = "transparent", fmt: str = "png",
+def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOptions = CutoutOptions(), fmt: str = "png",
                        batch_size: int = 8, workers: int = 2, overwrite: bool = False, progress: bool = True,
                        log=print) -> Summary:
-    """Run every job not done yet (all with ``overwrite``); each failure is logged as one ``failed:`` line."""
-    summary = Summary()
-    todo = [job for job in jobs if overwrite or not (job.output.exists() and (job.mask is None or job.mask.exists()))]
+    """Run every job not done yet (all with ``overwrite``); each failure is logged as one ``failed:`` line.
+    With ``options.instances`` a photo is done when its first car's cut-out exists."""
+    summary = Summary(cars=0 if options.instances else None)
+    first = (lambda job: instance_path(job.output, 1)) if options.instances else (lambda job: job.output)
+    todo = [job for job in jobs if overwrite or not (first(job).exists() and (job.mask is None or job.mask.exists()))]
     summary.skipped = len(jobs) - len(todo)
     started = time.perf_counter()
 
@@ -87,19 +97,25 @@ def remove_backgrounds(jobs: List[Job], predictor: Predictor, background: Backgr
         # photo); the full-size photo is decoded where the cut-out needs it, in the writer thread.
         return predictor.read(job.source), None
 
-    def finish(job: Job, _, prob: np.ndarray) -> None:
-        """Decode + upsample + threshold + compose + encode + write (OpenCV releases the GIL)."""
+    def finish(job: Job, _, prob: np.ndarray) -> int:
+        """Decode + upsample + compose + encode + write (OpenCV releases the GIL); returns the pictures written."""
         image = read_image(job.source)
-        mask = predictor.binarize(predictor.upsample(prob, image))
+        full = predictor.upsample(prob, image)
         if job.mask is not None:
-            write_image_atomic(job.mask, mask, "png")
-        write_image_atomic(job.output, cut_out(image, mask, background), fmt, in_place=True)  # a fresh array
+            write_image_atomic(job.mask, predictor.binarize(full), "png")
+        pictures = compose(image, full, options, predictor.threshold)
+        outputs = [instance_path(job.output, i + 1) for i in range(len(pictures))] if options.instances else [job.output]
+        for output, picture in zip(outputs, pictures):
+            write_image_atomic(output, picture, fmt, in_place=True)  # a fresh array
+        return len(pictures)
 
-    for job, _, error in stream(todo, predictor, read, finish, batch_size, workers, progress, source=lambda j: j.source):
+    for job, written, error in stream(todo, predictor, read, finish, batch_size, workers, progress, source=lambda j: j.source):
         if error:
             summary.failed += 1
             log(f"failed: {error}")
         else:
             summary.done += 1
+            if options.instances:
+                summary.cars += written
     summary.seconds = time.perf_counter() - started
     return summary

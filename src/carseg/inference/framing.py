@@ -1,0 +1,63 @@
+"""Framing a cut-out: one alpha per car, the box around a car plus a margin, fitting it onto a fixed canvas,
+and a backdrop image scaled to cover a frame."""
+from typing import List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+Box = Tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive); may reach outside the photo
+Margin = Tuple[float, bool]      # (value, True when it is a percentage of the car's box)
+
+
+def split_instances(alpha: np.ndarray, min_area: float) -> List[np.ndarray]:
+    """One alpha per connected region of ``alpha > 0`` covering at least ``min_area`` of the photo, largest first."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((alpha > 0).astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = [i + 1 for i in np.argsort(-areas, kind="stable") if areas[i] >= min_area * alpha.size]
+    return [np.where(labels == label, alpha, np.float32(0)) for label in keep]
+
+
+def car_box(alpha: np.ndarray, margin: Margin) -> Optional[Box]:
+    """The box around ``alpha > 0`` grown by the margin (pixels, or % of the box's width and height); None if empty."""
+    points = cv2.findNonZero((alpha > 0).astype(np.uint8))
+    if points is None:
+        return None
+    x, y, w, h = cv2.boundingRect(points)
+    value, percent = margin
+    mx, my = (round(w * value / 100), round(h * value / 100)) if percent else (round(value), round(value))
+    return x - mx, y - my, x + w + mx, y + h + my
+
+
+def crop(image: np.ndarray, box: Box) -> np.ndarray:
+    """``image[box]``, zero-padded where the box reaches outside the image."""
+    x0, y0, x1, y1 = box
+    height, width = image.shape[:2]
+    out = np.zeros((y1 - y0, x1 - x0, *image.shape[2:]), image.dtype)
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0: sy1 - y0, sx0 - x0: sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return out
+
+
+def fit(image: np.ndarray, canvas: Tuple[int, int]) -> np.ndarray:
+    """``image`` scaled to fit inside ``canvas`` (width, height), centred, zero around it."""
+    width, height = canvas
+    scale = min(width / image.shape[1], height / image.shape[0])
+    new_w, new_h = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    scaled = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    out = np.zeros((height, width, *image.shape[2:]), image.dtype)
+    x0, y0 = (width - new_w) // 2, (height - new_h) // 2
+    out[y0: y0 + new_h, x0: x0 + new_w] = scaled
+    return out
+
+
+def cover(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """``image`` scaled to cover ``size`` (width, height) and centre-cropped to it."""
+    width, height = size
+    scale = max(width / image.shape[1], height / image.shape[0])
+    new_w, new_h = max(width, round(image.shape[1] * scale)), max(height, round(image.shape[0] * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    scaled = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    x0, y0 = (new_w - width) // 2, (new_h - height) // 2
+    return scaled[y0: y0 + height, x0: x0 + width]
