@@ -1,4 +1,4 @@
-"""The ``catalyst-dl`` command: ``run`` trains from YAML configs, ``trace`` exports TorchScript, ``plot`` draws curves, ``tune`` searches hyperparameters."""
+"""The ``catalyst-dl`` command: ``run`` trains from YAML configs, ``trace`` exports TorchScript, ``plot`` draws curves, ``tune`` searches hyperparameters, ``serve`` removes backgrounds over HTTP."""
 import argparse
 import importlib
 import sys
@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from carseg.commands import serve
 from carseg.errors import CarsegError, one_line
 
 
@@ -143,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot_parser = commands.add_parser("plot", help="draw training curves from LOGDIR's CSV logs into LOGDIR/curves.png")
     plot_parser.add_argument("logdir", type=Path)
     plot_parser.set_defaults(func=plot)
+
+    serve.add_parser(commands)
     return parser
 
 

@@ -1,0 +1,145 @@
+"""The ASGI app: ``POST /api/remove``, ``GET /health``, the web page at ``/`` and the OpenAPI page at ``/docs``."""
+import asyncio
+import io
+import re
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, AsyncIterator, Callable, List, Optional, Tuple, TypeVar
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, Response
+from fastapi_offline import FastAPIOffline
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from carseg.inference.cutout import binarize, compose
+from carseg.inference.predictor import Predictor, Prepared
+from carseg.serve.batcher import Batcher
+from carseg.serve.limits import BodyLimit, error, validation_error
+from carseg.serve.options import RemoveOptions
+from carseg.serve.photos import MEDIA_TYPES, ServeError, decode, encode
+
+INDEX = Path(__file__).parent / "static" / "index.html"
+UPLOAD = {"required": True, "content": {  # the body is read by hand (multipart or raw), so describe it for /docs
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "the photo"},
+        "background": {"type": "string", "format": "binary", "description": "optional: a picture to put behind the car"}}}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}}}}
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Limits and batching of the service (``catalyst-dl serve`` options)."""
+
+    max_upload_mb: float = 25.0
+    max_megapixels: float = 40.0
+    timeout_s: float = 60.0
+    max_batch: int = 8  # 1: batching off, one request per forward pass
+    max_wait_ms: float = 10.0
+    workers: int = 2  # threads that decode photos and encode cut-outs
+
+
+@dataclass
+class Upload:
+    photo: bytes
+    background: Optional[bytes]  # a picture behind the car (multipart field ``background``)
+    name: str  # the photo's file name without suffix, for the answer's
+
+
+async def read_upload(request: Request) -> Upload:
+    """The photo (multipart field ``file``, or the raw body) and an optional background picture."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return Upload(await request.body(), None, "photo")
+    form = await request.form(max_files=2, max_fields=4)
+    photo, background = form.get("file"), form.get("background")
+    if not isinstance(photo, UploadFile):
+        raise ServeError(400, "multipart upload without a file in the field 'file'; send the photo as file=@photo.jpg")
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(photo.filename or "photo").stem)[:100]  # safe in a header
+    return Upload(await photo.read(), await background.read() if isinstance(background, UploadFile) else None, name)
+
+
+def zip_pictures(pictures: List[bytes], name: str, suffix: str) -> bytes:
+    """``NAME_1.<suffix>``, ``NAME_2.<suffix>``, ... in one ZIP (stored: the pictures are compressed already)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for number, picture in enumerate(pictures, 1):
+            archive.writestr(f"{name}_{number}.{suffix}", picture)
+    return buffer.getvalue()
+
+
+def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI:
+    """The service around one Predictor: requests' forward passes are batched, decoding and encoding run in a pool."""
+    pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="codec")
+    max_pixels = int(settings.max_megapixels * 1e6)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with Batcher(predictor.forward, settings.max_batch, settings.max_wait_ms / 1000) as app.state.batcher:
+            yield
+        pool.shutdown(wait=True)
+
+    app = FastAPIOffline(title="carseg", summary="Cut cars out of photos: background removal with carseg's model.",
+                         lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 2**20))
+    app.add_exception_handler(HTTPException, lambda request, exc: error(exc.status_code, exc.detail))
+    app.add_exception_handler(ServeError, lambda request, exc: error(exc.status, str(exc)))
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+    async def in_pool(function: Callable[..., T], *args) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
+
+    def prepare(upload: Upload) -> Tuple[np.ndarray, Optional[np.ndarray], Prepared]:
+        photo = decode(upload.photo, max_pixels)
+        background = None if upload.background is None else decode(upload.background, max_pixels)
+        return photo, background, predictor.prepare(photo)
+
+    def finish(photo: np.ndarray, prob: np.ndarray, options: RemoveOptions, background: Optional[np.ndarray],
+               name: str) -> Tuple[bytes, str]:
+        """The answer's body and file name: one picture, or a ZIP of one per car with ``instances``."""
+        full = predictor.upsample(prob, photo)
+        threshold = predictor.threshold if options.threshold is None else options.threshold
+        if options.mask:
+            return encode(binarize(full, threshold), "png"), f"{name}_mask.png"
+        pictures = [encode(picture, options.format) for picture in compose(photo, full, options.cutout(background), threshold)]
+        if options.instances:
+            return zip_pictures(pictures, name, options.format), f"{name}.zip"
+        return pictures[0], f"{name}.{options.format}"
+
+    @app.post("/api/remove", response_class=Response, openapi_extra={"requestBody": UPLOAD}, responses={
+        200: {"content": {media: {} for media in MEDIA_TYPES.values()}, "description": "the cut-out, the mask, "
+              "or with instances=true a ZIP of one cut-out per car"},
+        400: {"description": "empty, truncated or corrupt photo"}, 413: {"description": "upload or photo too large"},
+        415: {"description": "not an image"}, 422: {"description": "unknown option or value"},
+        504: {"description": "took longer than the request timeout"}})
+    async def remove(request: Request, options: Annotated[RemoveOptions, Query()]) -> Response:
+        """Cut the car out of a photo sent as the multipart field ``file`` or as the raw body."""
+        try:
+            async with asyncio.timeout(settings.timeout_s):
+                upload = await read_upload(request)
+                photo, background, prepared = await in_pool(prepare, upload)
+                prob, batch_size = await request.app.state.batcher(prepared)
+                body, filename = await in_pool(finish, photo, prob, options, background, upload.name)
+        except TimeoutError:
+            raise ServeError(504, f"no answer within {settings.timeout_s:g} s (--timeout): the service is busy; "
+                                  "retry later or send a smaller photo") from None
+        return Response(body, media_type=MEDIA_TYPES[Path(filename).suffix[1:]], headers={
+            "X-Batch-Size": str(batch_size), "Content-Disposition": f'inline; filename="{filename}"'})
+
+    @app.get("/health")
+    async def health(request: Request) -> dict:
+        """Liveness, the model, and the batches run so far."""
+        batcher = request.app.state.batcher
+        return {"status": "ok", "model": predictor.metadata.model, "device": predictor.device,
+                "settings": asdict(settings), "requests": batcher.items, "batches": batcher.batches}
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(INDEX)
+
+    return app

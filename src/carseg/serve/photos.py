@@ -1,0 +1,58 @@
+"""Request bodies to photos and cut-outs to response bodies; every unusable upload becomes a ``ServeError``."""
+import io
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from carseg.data.images import ENCODE_PARAMS
+
+MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "zip": "application/zip"}
+
+
+class ServeError(Exception):
+    """A request the service cannot serve: the HTTP status and one line naming the problem and what to do."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def check_header(data: bytes, max_pixels: int) -> None:
+    """Reject an empty body, a non-image, a photo over ``max_pixels`` or a truncated JPEG, from the header alone."""
+    if not data:
+        raise ServeError(400, "empty upload: send a photo (JPEG, PNG, WebP, ...) as the body or as the multipart field 'file'")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            fmt, scan_start = img.format, img.tile[0][2] if img.tile else 0
+    except Image.DecompressionBombError:
+        raise ServeError(413, f"too many pixels: the limit is {max_pixels} (--max-megapixels); send a smaller photo") from None
+    except Exception:  # PIL raises many types for data it cannot identify
+        raise ServeError(415, "not an image: send a JPEG, PNG, WebP, BMP or TIFF photo") from None
+    if width * height > max_pixels:
+        raise ServeError(413, f"too many pixels: {width}x{height} = {width * height} is over the limit of {max_pixels} "
+                              "(--max-megapixels); send a smaller photo")
+    # JPEG entropy-coded data cannot contain FF D9 (a 0xFF byte there is followed by 00 or a restart marker), so a
+    # complete JPEG has its end-of-image marker after the first scan starts; a truncated one has none there.
+    if fmt == "JPEG" and data.find(b"\xff\xd9", scan_start) < 0:
+        raise ServeError(400, "truncated JPEG: the upload ends before the image does; send the whole file")
+
+
+def decode(data: bytes, max_pixels: int) -> np.ndarray:
+    """An uploaded photo as uint8 RGB, EXIF orientation applied (as the folder command reads files)."""
+    check_header(data, max_pixels)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ServeError(400, "corrupt or unsupported image: it could not be decoded; send a JPEG, PNG or WebP photo")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+
+
+def encode(image: np.ndarray, fmt: str) -> bytes:
+    """RGB, RGBA or grey uint8 -> file bytes (converts ``image`` to OpenCV's channel order in place)."""
+    if image.ndim == 3:
+        cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR, dst=image)
+    ok, encoded = cv2.imencode(f".{fmt}", image, ENCODE_PARAMS[fmt])
+    if not ok:
+        raise ServeError(500, f"could not encode the cut-out as {fmt}; try format=png")
+    return encoded.tobytes()
