@@ -25,7 +25,7 @@ def car_on_wall(height: int = 200, width: int = 300, boxes=((60, 50, 240, 150),)
 
 def test_soft_alpha_is_intermediate_only_near_the_edge_and_exact_inside():
     photo, truth = car_on_wall()
-    alpha = compose(photo, truth, CutoutOptions(), 0.5)[0][..., 3]
+    alpha = compose(photo, truth, CutoutOptions(alpha="soft"), 0.5)[0][..., 3]
     hard = compose(photo, truth, CutoutOptions(alpha="hard"), 0.5)[0][..., 3]
     partial = (alpha > 0) & (alpha < 255)
     assert partial.sum() > 500  # the whole rim of the car
@@ -119,3 +119,19 @@ def test_parsing_good_values(tmp_path: Path):
         CutoutOptions(alpha="fuzzy")
     with pytest.raises(CarsegError, match=r"--shadow-strength 2: must be in \[0, 1\]"):
         CutoutOptions(shadow_strength=2)
+
+
+def test_edge_metrics_known_answers():
+    from carseg.evaluation.metrics import boundary_iou, scores
+
+    truth = np.zeros((40, 40), np.uint8)
+    truth[10:30, 10:30] = 1
+    assert boundary_iou(truth, truth) == 1.0 and scores(truth.astype(np.float32), truth)["alpha_mae"] == 0.0
+    shifted = np.roll(truth, 2, axis=1)  # an edge 2 px off: Dice barely notices, the boundary IoU does
+    exact, off = scores(truth, truth), scores(shifted, truth)
+    assert off["dice"] == pytest.approx(0.9) and off["boundary_iou"] < 0.75
+    half = truth.astype(np.float32)
+    half[10:30, 30] = 0.5  # a half-covered column just outside the car
+    soft = scores(half, truth)
+    assert soft["alpha_mae"] == pytest.approx(10 / 1600) and soft["dice"] == pytest.approx(800 / 810)
+    assert exact["boundary_iou"] > soft["boundary_iou"] > off["boundary_iou"]

@@ -162,7 +162,7 @@ def test_cli_scores_known_answers(oracle, labelled, tmp_path, capsys):
     code = evaluate_main([str(oracle), "--images", str(images), "--masks", str(masks), "--workers", "0",
                           "--batch-size", "3", "--csv", str(out / "scores.csv"), "--json", str(out / "scores.json"),
                           "--overlays", str(out / "overlays"), "--num-overlays", "2", "--quiet", "--device", "cpu",
-                          "--refine", "none"])
+                          "--refine", "none", "--alpha", "hard"])
     captured = capsys.readouterr()
     assert code == 1  # the size-mismatched pair failed; the other four were still scored
     stderr = captured.err.strip().splitlines()
@@ -171,7 +171,8 @@ def test_cli_scores_known_answers(oracle, labelled, tmp_path, capsys):
 
     rows = read_csv(out / "scores.csv")
     assert set(rows) == {"exact.png", "missed.png", "odd.png", "nocar.png"}
-    assert list(next(iter(rows.values()))) == ["image", "dice", "iou", "accuracy", "precision", "recall", "f1", "roc_auc"]
+    assert list(next(iter(rows.values()))) == ["image", "dice", "iou", "accuracy", "precision", "recall", "f1", "roc_auc",
+                                                   "boundary_iou", "alpha_mae"]
     for name, dice in expected.items():
         assert float(rows[f"{name}.png"]["dice"]) == pytest.approx(dice, abs=1e-6), name
     assert float(rows["exact.png"]["roc_auc"]) == 1.0 and rows["nocar.png"]["roc_auc"] == ""  # AUC undefined
@@ -246,7 +247,7 @@ def test_cli_pairs_csv_scores_the_same_as_folders(oracle, labelled, tmp_path, ca
     names = ["exact", "missed"]
     csv_path = tmp_path / "valid.csv"
     csv_path.write_text("image,mask\n" + "".join(f"{images / n}.png,{masks / n}_mask.png\n" for n in names))
-    args = ["--workers", "0", "--quiet", "--device", "cpu", "--refine", "none", "--csv", str(tmp_path / "s.csv")]
+    args = ["--workers", "0", "--quiet", "--device", "cpu", "--refine", "none", "--alpha", "hard", "--csv", str(tmp_path / "s.csv")]
     assert evaluate_main([str(oracle), "--pairs", str(csv_path), *args]) == 0
     rows = read_csv(tmp_path / "s.csv")
     assert set(rows) == {"exact.png", "missed.png"}

@@ -36,7 +36,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--background", default="transparent",
                         help="transparent (default), white, R,G,B, or an image file (scaled to cover the picture)")
     parser.add_argument("--alpha", choices=ALPHA, default=CutoutOptions.alpha,
-                        help="edges: soft (matte following the photo's edges, no rim of the old background; default) or hard (0/1)")
+                        help="edges: hard (0/1, default: scores best against 0/1 masks) or soft (matte following the photo's edges, "
+                             "decontaminated: no rim of the old background)")
     parser.add_argument("--crop", metavar="MARGIN", help="crop tight to the car plus MARGIN pixels (40) or %% of its size (5%%)")
     parser.add_argument("--canvas", metavar="WxH", help="fit the car, centred, on a WxH canvas, e.g. 1600x1200 (margin: --crop, default 5%%)")
     parser.add_argument("--shadow", action="store_true", help="a soft contact shadow under the car")

@@ -11,6 +11,7 @@ from carseg.errors import CarsegError
 from carseg.evaluation.report import summary_lines, write_csv, write_json, write_overlays
 from carseg.evaluation.scoring import evaluate
 from carseg.inference.backends import BUILTIN_MODEL
+from carseg.inference.cutout import ALPHA, CutoutOptions
 from carseg.inference.predictor import REFINE, TTA_TRANSFORMS, Predictor
 
 PROG = "evaluate.py"
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tta", choices=tuple(TTA_TRANSFORMS), default="none", help="test-time augmentation")
     parser.add_argument("--refine", choices=REFINE, default="guided",
                         help="full-resolution edges: guided (follow the photo's edges; default) or none (bilinear)")
+    parser.add_argument("--alpha", choices=ALPHA, default=CutoutOptions.alpha,
+                        help="score what car_segmentation.py --alpha writes: the 0/1 mask (hard, default) or the soft alpha matte")
     parser.add_argument("--threshold", type=float, metavar="T", help="probability threshold (default: the model's, 0.5)")
     parser.add_argument("--image-size", type=int, metavar="S", help="network input longest side (default: the training size)")
     parser.add_argument("--batch-size", type=int, metavar="N",
@@ -82,9 +85,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold, backend=args.backend,
                               image_size=args.image_size, refine=args.refine)
         result = evaluate(pairs, predictor, args.batch_size or predictor.default_batch_size, args.workers,
-                          args.num_overlays if args.overlays else 0, progress=not args.quiet, log=log)
+                          args.num_overlays if args.overlays else 0, progress=not args.quiet, log=log, alpha=args.alpha)
         info = {"model": str(args.model or BUILTIN_MODEL), "images": str(args.images or args.pairs),
-                "masks": str(args.masks or args.pairs), "tta": args.tta, "refine": args.refine,
+                "masks": str(args.masks or args.pairs), "tta": args.tta, "refine": args.refine, "alpha": args.alpha,
                 "threshold": predictor.threshold, "image_size": predictor.max_size}
         if args.csv:
             write_csv(result, args.csv)

@@ -1,33 +1,48 @@
 """Segmentation metrics on numpy arrays: confusion counts, Dice/IoU/..., and a fast histogram ROC AUC.
 
+Soft predictions (an alpha matte, float in [0, 1]) are scored as fuzzy sets: a pixel of alpha a counts a
+towards the car and 1 - a towards the background, so Dice/IoU/... of a 0/1 alpha equal the binary ones.
+
 Conventions: a ratio whose denominator is 0 is 1 when prediction and truth are both empty
 (nothing to find, nothing found) and 0 otherwise; ROC AUC is NaN when the truth holds one class.
 """
 from typing import Dict, NamedTuple, Optional
 
+import cv2
 import numpy as np
 
-METRICS = ("dice", "iou", "accuracy", "precision", "recall", "f1", "roc_auc")
+METRICS = ("dice", "iou", "accuracy", "precision", "recall", "f1", "roc_auc", "boundary_iou", "alpha_mae")
 AUC_BINS = 4096
+BOUNDARY_WIDTH = 3  # full-resolution pixels either side of an edge that the boundary IoU looks at
 
 
 class Confusion(NamedTuple):
     """Pixel counts of a binary prediction against the truth."""
 
-    tp: int
-    fp: int
-    fn: int
-    tn: int
+    tp: float  # int for binary predictions
+    fp: float
+    fn: float
+    tn: float
 
     @property
     def total(self) -> int:
         return self.tp + self.fp + self.fn + self.tn
 
 
+def _is_soft(pred: np.ndarray) -> bool:
+    return np.issubdtype(np.asarray(pred).dtype, np.floating)
+
+
 def confusion(pred: np.ndarray, truth: np.ndarray) -> Confusion:
-    """Count tp/fp/fn/tn; both arrays are binary (any nonzero value is foreground) of one shape."""
+    """Count tp/fp/fn/tn; ``truth`` is binary (any nonzero value is foreground), ``pred`` too, or a float alpha in
+    [0, 1] (fuzzy counts)."""
     if pred.shape != truth.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
+    if _is_soft(pred):
+        positive = np.asarray(truth) != 0
+        tp, predicted = float(pred[positive].sum(dtype=np.float64)), float(pred.sum(dtype=np.float64))
+        fn = float(positive.sum()) - tp
+        return Confusion(tp, predicted - tp, fn, pred.size - tp - fn - (predicted - tp))
     # One pass: code = 2 * truth + pred in {0, 1, 2, 3} -> tn, fp, fn, tp.
     code = (np.asarray(truth) != 0).astype(np.uint8).ravel() * 2 + (np.asarray(pred) != 0).ravel()
     tn, fp, fn, tp = (int(v) for v in np.bincount(code, minlength=4))
@@ -93,8 +108,24 @@ def roc_auc(prob: np.ndarray, truth: np.ndarray, bins: int = AUC_BINS) -> float:
     return float((pos * (neg_below + 0.5 * neg)).sum() / (n_pos * n_neg))
 
 
+def boundary_iou(pred: np.ndarray, truth: np.ndarray, width: int = BOUNDARY_WIDTH) -> float:
+    """IoU inside the band of pixels within ``width`` of either edge (the predicted one at alpha 0.5), fuzzy for a
+    soft ``pred``: sum of min(alpha, truth) over sum of max. Unlike Dice it is not dominated by the car's interior,
+    so it tells a stair-stepped edge from one that follows the photo. 1 when neither mask has an edge."""
+    pred_hard = ((pred >= 0.5) if _is_soft(pred) else (pred != 0)).astype(np.uint8)
+    truth_hard = (np.asarray(truth) != 0).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+    band = (cv2.morphologyEx(pred_hard, cv2.MORPH_GRADIENT, kernel) | cv2.morphologyEx(truth_hard, cv2.MORPH_GRADIENT, kernel)) > 0
+    p = pred[band].astype(np.float32) if _is_soft(pred) else pred_hard[band].astype(np.float32)
+    t = truth_hard[band].astype(np.float32)
+    union = float(np.maximum(p, t).sum())
+    return float(np.minimum(p, t).sum()) / union if union else 1.0
+
+
 def scores(pred: np.ndarray, truth: np.ndarray, prob: Optional[np.ndarray] = None) -> Dict[str, float]:
-    """Every metric in METRICS for one image (``roc_auc`` NaN without ``prob``)."""
+    """Every metric in METRICS for one image (``roc_auc`` NaN without ``prob``); ``pred`` binary or a float alpha.
+    ``alpha_mae``: mean |alpha - truth| (1 - accuracy)."""
     c = confusion(pred, truth)
     return {"dice": dice(c), "iou": iou(c), "accuracy": accuracy(c), "precision": precision(c),
-            "recall": recall(c), "f1": f1(c), "roc_auc": roc_auc(prob, truth) if prob is not None else float("nan")}
+            "recall": recall(c), "f1": f1(c), "roc_auc": roc_auc(prob, truth) if prob is not None else float("nan"),
+            "boundary_iou": boundary_iou(pred, truth), "alpha_mae": 1.0 - accuracy(c)}

@@ -65,8 +65,8 @@ def write_json(result: Evaluation, path: Path, info: Dict) -> None:
 def summary_lines(result: Evaluation) -> List[str]:
     """A small table of means, then the machine-readable last line."""
     means = result.means()
-    lines = [f"{'metric':<10} {'mean':>8}"]
-    lines += [f"{name:<10} {means[name]:>8.4f}" for name in METRICS]
+    lines = [f"{'metric':<12} {'mean':>8}"]
+    lines += [f"{name:<12} {means[name]:>8.4f}" for name in METRICS]
     lines.append(f"dice={means['dice']:.4f} iou={means['iou']:.4f} n={len(result.rows)}")
     return lines
 

@@ -12,6 +12,7 @@ import numpy as np
 from carseg.data.images import read_image, read_mask
 from carseg.data.pairs import check_same_size
 from carseg.evaluation.metrics import METRICS, scores
+from carseg.inference.matting import soft_alpha
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.inference.streaming import stream
 
@@ -36,8 +37,9 @@ class Evaluation:
 
 
 def evaluate(pairs: List[Pair], predictor: Predictor, batch_size: int = 8, workers: int = 2,
-             num_overlays: int = 0, progress: bool = True, log=print) -> Evaluation:
-    """Predict every pair in batches and score it against its mask at the photo's full resolution."""
+             num_overlays: int = 0, progress: bool = True, log=print, alpha: str = "hard") -> Evaluation:
+    """Predict every pair in batches and score it against its mask at the photo's full resolution: the binary mask
+    (``alpha="hard"``) or the soft alpha matte that ``bin/car_segmentation.py --alpha soft`` writes."""
     result = Evaluation()
     by_index: Dict[int, Dict] = {}
     lock = threading.Lock()  # the worst-images heap is shared by the scoring threads
@@ -53,8 +55,10 @@ def evaluate(pairs: List[Pair], predictor: Predictor, batch_size: int = 8, worke
     def finish(job: Tuple[int, Pair], extras: Tuple[np.ndarray, np.ndarray], prob: np.ndarray) -> Dict:
         (index, pair), (gray, truth) = job, extras
         full = predictor.upsample(prob, gray)
-        pred = predictor.binarize(full) > 0
-        row = {"image": pair[0].name, **scores(pred, truth, full)}
+        hard = predictor.binarize(full)
+        pred = hard > 0
+        scored = soft_alpha(full, hard, predictor.threshold) if alpha == "soft" else pred
+        row = {"image": pair[0].name, **scores(scored, truth, full)}
         if num_overlays > 0:  # keep only the worst few masks in memory
             with lock:
                 heapq.heappush(result.worst, (-row["dice"], -index, pair[0], pred, truth))

@@ -27,7 +27,7 @@ class CutoutOptions:
     """What a cut-out looks like; the defaults give an RGBA picture of the whole photo with soft edges."""
 
     background: Background = "transparent"
-    alpha: str = "soft"                           # soft: matte following the photo's edges, decontaminated; hard: 0/1
+    alpha: str = "hard"                           # hard: 0/1; soft: matte following the photo's edges, decontaminated
     crop: Optional[Margin] = None                 # tight to the car plus this margin
     canvas: Optional[Tuple[int, int]] = None      # (width, height): the car fitted and centred on it
     shadow: bool = False                          # a soft contact shadow under the car
