@@ -1,0 +1,67 @@
+"""The web page at ``/`` in a real headless Chromium (Playwright driving the system's browser)."""
+import io
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import red_car_photo
+from serving import running_server
+
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def page(oracle_model, tmp_path_factory):
+    with running_server(str(oracle_model), "--refine", "none") as url, playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(url)
+        yield page
+        browser.close()
+
+
+def photo_file(path, height: int, width: int):
+    Image.fromarray(red_car_photo(height, width)[0]).save(path)
+    return path
+
+
+def natural_size(image) -> tuple:
+    return tuple(image.evaluate("img => [img.naturalWidth, img.naturalHeight]"))
+
+
+def test_picked_photos_show_before_and_after_with_downloads(page, tmp_path):
+    files = [photo_file(tmp_path / "first.png", 120, 180), photo_file(tmp_path / "second.png", 90, 150)]
+    page.set_input_files("#files", [str(f) for f in files])
+    page.wait_for_selector(".result:nth-child(2) .after", timeout=30_000)
+    page.wait_for_selector(".result:nth-child(1) .after", timeout=30_000)
+    for name, size in (("first", (180, 120)), ("second", (150, 90))):
+        card = page.locator(".result", has_text=name)
+        card.locator("img.after").evaluate("img => img.decode()")
+        assert natural_size(card.locator("img.before")) == natural_size(card.locator("img.after")) == size
+        link = card.locator("a.download")
+        assert link.get_attribute("download") == f"{name}.png" and link.get_attribute("href").startswith("blob:")
+        with page.expect_download() as download:
+            link.click()
+        cutout = np.asarray(Image.open(download.value.path()))
+        assert cutout.shape == (size[1], size[0], 4)  # the RGBA cut-out, not the photo
+
+
+def test_form_controls_reach_the_service_and_errors_show(page, tmp_path):
+    page.select_option("select[name=background]", "white")
+    page.select_option("select[name=format]", "jpg")
+    page.set_input_files("#files", str(photo_file(tmp_path / "white.png", 60, 90)))
+    link = page.wait_for_selector(".result:has-text('white') a.download", timeout=30_000)
+    assert link.get_attribute("download") == "white.jpg"
+    page.select_option("select[name=background]", "transparent")  # jpg has no transparency: a 422 the page shows
+    page.set_input_files("#files", str(photo_file(tmp_path / "clear.png", 60, 90)))
+    error = page.wait_for_selector(".result:has-text('clear') .error", timeout=30_000)
+    assert "no transparency" in error.text_content()
+    (tmp_path / "notes.png").write_bytes(b"not a photo at all")
+    page.select_option("select[name=format]", "png")
+    page.set_input_files("#files", str(tmp_path / "notes.png"))
+    error = page.wait_for_selector(".result:has-text('notes') .error", timeout=30_000)
+    assert "not an image" in error.text_content()
