@@ -24,7 +24,7 @@ CANVAS_MARGIN: Margin = (5.0, True)  # --canvas without --crop: 5% around the ca
 
 @dataclass(frozen=True)
 class CutoutOptions:
-    """What a cut-out looks like; the defaults give an RGBA picture of the whole photo with soft edges."""
+    """What a cut-out looks like; the defaults give an RGBA picture of the whole photo, alpha = the mask."""
 
     background: Background = "transparent"
     alpha: str = "hard"                           # hard: 0/1; soft: matte following the photo's edges, decontaminated
