@@ -7,10 +7,12 @@ p50/p95 latency, the batch sizes the server ran, failed requests, and the server
 process) after 50 and after N requests. Batching off is ``--max-batch 1``: each forward pass runs one photo,
 decoding and encoding still run in the server's thread pool.
 
-    .venv/bin/python benchmarks/serve_benchmark.py                        # 500 requests, concurrency 8
+    .venv/bin/python benchmarks/serve_benchmark.py                        # 500 requests, concurrency 8, 1 torch thread
+    .venv/bin/python benchmarks/serve_benchmark.py --threads 2 --requests 300   # torch's default threads on 2 cores
     .venv/bin/python benchmarks/serve_benchmark.py --requests 200 --concurrency 4 --model logs/trace/traced-best-forward.pth
 
 Targets: requests/s with batching >= 1.5x without; memory after N within 15% of after 50; zero failed requests.
+Last, the CPU cost of each stage per photo (in this process) shows what batching can and cannot save.
 Exits 0 whether the targets pass or not.
 """
 import argparse
@@ -93,7 +95,7 @@ def run_mode(args: argparse.Namespace, bodies: List[bytes], max_batch: int) -> D
     """One server with ``--max-batch max_batch``, loaded with the requests."""
     port = free_port()
     command = [str(CATALYST_DL), "serve", *([str(args.model)] if args.model else []), "--port", str(port),
-               "--max-batch", str(max_batch), "--log-level", "warning", *args.server_args]
+               "--max-batch", str(max_batch), "--threads", str(args.threads), "--log-level", "warning", *args.server_args]
     server = subprocess.Popen(command, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -131,12 +133,48 @@ def report(name: str, result: Dict, requests: int) -> Dict[str, str]:
     }
 
 
+def breakdown(model: Optional[Path], body: bytes, threads: int) -> Dict[str, float]:
+    """CPU ms per photo of each server stage, in this process with the server's torch threads (best of 3)."""
+    import torch
+
+    from carseg.inference.cutout import CutoutOptions, compose
+    from carseg.inference.predictor import Predictor
+    from carseg.serve.photos import decode, encode
+
+    torch.set_num_threads(threads)
+    predictor = Predictor(model)
+    photo = decode(body, 10**9)
+    prepared = predictor.prepare(photo)
+    prob = predictor.forward([prepared])[0]
+    full = predictor.upsample(prob, photo)
+    picture = compose(photo, full, CutoutOptions(), predictor.threshold)[0]
+    stages = {"decode": lambda: decode(body, 10**9), "prepare": lambda: predictor.prepare(photo),
+              "forward, batch 1": lambda: predictor.forward([prepared]),
+              "forward, batch 8 (per photo)": lambda: predictor.forward([prepared] * 8),
+              "upsample + guided filter": lambda: predictor.upsample(prob, photo),
+              "compose (soft alpha)": lambda: compose(photo, full, CutoutOptions(), predictor.threshold),
+              "encode PNG": lambda: encode(picture.copy(), "png")}
+    times = {}
+    for name, stage in stages.items():
+        stage()  # warm-up (TorchScript optimises on its first calls)
+        best = min(timed(stage) for _ in range(3))
+        times[name] = best * 1000 / (8 if "batch 8" in name else 1)
+    return times
+
+
+def timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="traced model (default: the built-in model)")
     parser.add_argument("--requests", type=int, default=500, help="requests per mode (default 500; at least 50)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--photos", type=int, default=8, help="different photos to cycle through")
+    parser.add_argument("--threads", type=int, default=1, help="the servers' torch threads (catalyst-dl serve --threads)")
     parser.add_argument("--server-args", nargs=argparse.REMAINDER, default=[],
                         help="more catalyst-dl serve options for both servers (last on the line)")
     args = parser.parse_args(argv)
@@ -150,7 +188,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for failure in result["failures"][:5]:
             print(f"failed: {failure}", file=sys.stderr)
     print(f"\n{args.requests} requests at concurrency {args.concurrency}, {len(bodies)} different 1918x1280 JPEGs, "
-          f"{os.cpu_count()} CPU cores")
+          f"{args.threads} torch thread(s) per server, {os.cpu_count()} CPU cores")
     for key in rows[0]:
         print(f"{key:>30}: " + "  ".join(f"{row[key]:>30}" for row in rows))
     speedup = float(rows[0]["requests/s"]) / float(rows[1]["requests/s"])
@@ -158,6 +196,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"\nbatching speed-up: {speedup:.2f}x (target >= 1.5x)")
     print(f"memory growth, 50 -> {args.requests} requests (batching on, PSS): {growth:+.1%} (target within 15%)")
     print(f"failed requests: {sum(int(row['failed']) for row in rows)} (target 0)")
+    print(f"\nwhere the time goes: ms per photo in one process, {args.threads} torch thread(s), best of 3")
+    for name, ms in breakdown(args.model, bodies[0], args.threads).items():
+        print(f"{name:>30}: {ms:7.1f}")
     return 0
 
 

@@ -157,3 +157,10 @@ def test_health_openapi_and_pages(client):
     assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text.lower()
     page = client.get("/")
     assert page.status_code == 200 and "/api/remove" in page.text
+
+
+def test_request_timeout_is_a_json_504_and_the_server_goes_on(oracle_model, car):
+    with running_server(str(oracle_model), "--timeout", "0.001") as url, httpx.Client(base_url=url, timeout=60) as http:
+        response = remove(http, car[2])
+        assert response.status_code == 504 and "--timeout" in response.json()["error"]
+        assert http.get("/health").json()["status"] == "ok"

@@ -1,5 +1,4 @@
 """The web page at ``/`` in a real headless Chromium (Playwright driving the system's browser)."""
-import io
 import shutil
 
 import numpy as np
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this ma
 
 
 @pytest.fixture(scope="module")
-def page(oracle_model, tmp_path_factory):
+def page(oracle_model):
     with running_server(str(oracle_model), "--refine", "none") as url, playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page()

@@ -14,14 +14,14 @@ def serve(args: argparse.Namespace) -> None:
     from carseg.serve.app import Settings, create_app
 
     for name in ("max_upload_mb", "max_megapixels", "timeout", "max_batch", "workers", "threads"):
-        if getattr(args, name) <= 0:
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise CarsegError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be positive")
     torch.set_num_threads(args.threads)
     predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold,
                           image_size=args.image_size, backend=args.backend, refine=args.refine)
     settings = Settings(max_upload_mb=args.max_upload_mb, max_megapixels=args.max_megapixels, timeout_s=args.timeout,
-                        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, workers=args.workers)
-    print(f"catalyst-dl serve: {predictor.metadata.model} on {predictor.device}; web page and API at "
+                        max_batch=args.max_batch or predictor.default_batch_size, max_wait_ms=args.max_wait_ms, workers=args.workers)
+    print(f"catalyst-dl serve: {predictor.metadata.model} on {predictor.device}, batches of up to {settings.max_batch}; web page and API at "
           f"http://{args.host}:{args.port}/ (API documentation at /docs)", flush=True)
     uvicorn.run(create_app(predictor, settings), host=args.host, port=args.port, log_level=args.log_level)
 
@@ -32,10 +32,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("model", type=Path, nargs="?", metavar="MODEL", help="traced model (default: the built-in model)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--max-batch", type=int, default=8, help="photos per forward pass at most (1: batching off)")
+    parser.add_argument("--max-batch", type=int, help="photos per forward pass at most (1: batching off; default: the "
+                        "Predictor's batch size, 8 on GPU, on CPU 8 at 128x192 down to 1 at 512x768, 2 for the built-in model)")
     parser.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill (default 10)")
     parser.add_argument("--workers", type=int, default=2, help="threads decoding photos and encoding cut-outs")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the forward pass (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the forward pass (default 1: "
+                        "on 2 shared cores 2 threads stall on each other and on the decode/encode threads, benchmarks/README.md)")
     parser.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload (default 25; over: 413)")
     parser.add_argument("--max-megapixels", type=float, default=40.0, help="largest photo (default 40; over: 413)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request at most (default 60; over: 504)")

@@ -17,6 +17,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from carseg.errors import CarsegError, one_line
 from carseg.inference.cutout import binarize, compose
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.serve.batcher import Batcher
@@ -90,6 +91,9 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
     app.add_exception_handler(HTTPException, lambda request, exc: error(exc.status_code, exc.detail))
     app.add_exception_handler(ServeError, lambda request, exc: error(exc.status, str(exc)))
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(CarsegError, lambda request, exc: error(400, one_line(exc)))
+    app.add_exception_handler(Exception, lambda request, exc: error(  # logged by uvicorn; the service goes on
+        500, f"internal error ({type(exc).__name__}: {one_line(exc)}); the service goes on, please report it"))
 
     async def in_pool(function: Callable[..., T], *args) -> T:
         return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
