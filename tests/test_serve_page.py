@@ -64,3 +64,11 @@ def test_form_controls_reach_the_service_and_errors_show(page, tmp_path):
     page.set_input_files("#files", str(tmp_path / "notes.png"))
     error = page.wait_for_selector(".result:has-text('notes') .error", timeout=30_000)
     assert "not an image" in error.text_content()
+
+
+def test_openapi_page_renders_offline(page):
+    page.goto(page.url.rstrip("/") + "/docs")  # Swagger UI from the server's own files, no CDN
+    operation = page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+    assert "/api/remove" in page.locator(".opblock-summary-path").all_text_contents()
+    assert operation.is_visible()
+    page.goto(page.url.replace("/docs", "/"))
