@@ -66,6 +66,26 @@ def test_form_controls_reach_the_service_and_errors_show(page, tmp_path):
     assert "not an image" in error.text_content()
 
 
+DROP = """async () => {  // a photo drawn on a canvas, dropped on the drop zone as a file
+    const canvas = Object.assign(document.createElement("canvas"), {width: 80, height: 50});
+    const context = canvas.getContext("2d");
+    context.fillStyle = "rgb(30,60,200)"; context.fillRect(0, 0, 80, 50);
+    context.fillStyle = "rgb(220,20,20)"; context.fillRect(20, 15, 40, 20);
+    const blob = await new Promise(done => canvas.toBlob(done, "image/png"));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([blob], "dropped.png", {type: "image/png"}));
+    document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+}"""
+
+
+def test_dropped_photo_is_cut_out(page):
+    page.select_option("select[name=format]", "png")
+    page.evaluate(DROP)
+    after = page.wait_for_selector(".result:has-text('dropped') img.after", timeout=30_000)
+    after.evaluate("img => img.decode()")
+    assert natural_size(after) == (80, 50)
+
+
 def test_openapi_page_renders_offline(page):
     page.goto(page.url.rstrip("/") + "/docs")  # Swagger UI from the server's own files, no CDN
     operation = page.wait_for_selector(".opblock-summary-path", timeout=30_000)
