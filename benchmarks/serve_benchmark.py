@@ -152,7 +152,7 @@ def breakdown(model: Optional[Path], body: bytes, threads: int) -> Dict[str, flo
               "forward, batch 1": lambda: predictor.forward([prepared]),
               "forward, batch 8 (per photo)": lambda: predictor.forward([prepared] * 8),
               "upsample + guided filter": lambda: predictor.upsample(prob, photo),
-              "compose (soft alpha)": lambda: compose(photo, full, CutoutOptions(), predictor.threshold),
+              "compose (default options)": lambda: compose(photo, full, CutoutOptions(), predictor.threshold),
               "encode PNG": lambda: encode(picture.copy(), "png")}
     times = {}
     for name, stage in stages.items():
