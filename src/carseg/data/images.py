@@ -60,10 +60,16 @@ def read_image(path: Path, target_hw: Optional[Tuple[int, int]] = None, full_hw:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise CarsegError(f"{path}: cannot read file ({exc.strerror}); check that it exists and is readable") from exc
-    image = cv2.imdecode(data, flags) if data.size else None
+    image = decode_image(data, flags)
     if image is None:
         raise CarsegError(f"{path}: not a readable image (empty, corrupt or unsupported format); replace or remove it")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
+
+
+def decode_image(data: np.ndarray, flags: int = cv2.IMREAD_COLOR) -> Optional[np.ndarray]:
+    """Encoded file bytes (uint8 array) -> uint8 RGB (EXIF orientation applied), or None if OpenCV cannot decode them."""
+    image = cv2.imdecode(data, flags) if data.size else None
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
 
 
 def read_mask(path: Path, out_hw: Optional[Tuple[int, int]] = None, soft: bool = False) -> np.ndarray:
@@ -113,11 +119,18 @@ def write_image_atomic(path: Path, image: np.ndarray, fmt: str, in_place: bool =
 
     ``in_place`` converts RGB(A) to OpenCV's BGR(A) inside ``image`` (no copy; the caller's array changes).
     """
+    encoded = encode_image(image, fmt, in_place)
+    if encoded is None:
+        raise CarsegError(f"{path}: could not encode as {fmt}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, encoded)
+
+
+def encode_image(image: np.ndarray, fmt: str, in_place: bool = False) -> Optional[bytes]:
+    """RGB, RGBA or grey uint8 -> file bytes in ``fmt`` (``ENCODE_PARAMS``), or None if OpenCV cannot encode it.
+    ``in_place``: as in :func:`write_image_atomic`."""
     if image.ndim == 3:
         code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
         image = cv2.cvtColor(image, code, dst=image) if in_place else cv2.cvtColor(image, code)
     ok, encoded = cv2.imencode(f".{fmt}", image, ENCODE_PARAMS[fmt])
-    if not ok:
-        raise CarsegError(f"{path}: could not encode as {fmt}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, encoded.tobytes())
+    return encoded.tobytes() if ok else None

@@ -8,8 +8,9 @@ Conventions: a ratio whose denominator is 0 is 1 when prediction and truth are b
 """
 from typing import Dict, NamedTuple, Optional
 
-import cv2
 import numpy as np
+
+from carseg.inference.matting import edge_band
 
 METRICS = ("dice", "iou", "accuracy", "precision", "recall", "f1", "roc_auc", "boundary_iou", "alpha_mae")
 AUC_BINS = 4096
@@ -114,8 +115,7 @@ def boundary_iou(pred: np.ndarray, truth: np.ndarray, width: int = BOUNDARY_WIDT
     so it tells a stair-stepped edge from one that follows the photo. 1 when neither mask has an edge."""
     pred_hard = ((pred >= 0.5) if _is_soft(pred) else (pred != 0)).astype(np.uint8)
     truth_hard = (np.asarray(truth) != 0).astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
-    band = (cv2.morphologyEx(pred_hard, cv2.MORPH_GRADIENT, kernel) | cv2.morphologyEx(truth_hard, cv2.MORPH_GRADIENT, kernel)) > 0
+    band = edge_band(pred_hard, width) | edge_band(truth_hard, width)
     p = pred[band].astype(np.float32) if _is_soft(pred) else pred_hard[band].astype(np.float32)
     t = truth_hard[band].astype(np.float32)
     union = float(np.maximum(p, t).sum())

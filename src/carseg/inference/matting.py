@@ -27,7 +27,7 @@ MEANS_RADIUS = 6  # ... over (2 * 6 + 1)^2 pixels there: about 50 full-resolutio
 
 
 def edge_band(hard: np.ndarray, band: int = BAND) -> np.ndarray:
-    """Pixels within ``band`` of the edge of a 0/255 mask (bool)."""
+    """Pixels within ``band`` of the edge of a 0/255 (or 0/1) mask (bool)."""
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
     return cv2.morphologyEx(hard, cv2.MORPH_GRADIENT, kernel) > 0
 
@@ -40,7 +40,7 @@ def soft_alpha(prob: np.ndarray, hard: np.ndarray, threshold: float, band: int =
     return alpha
 
 
-def _pure_means(small_photo: np.ndarray, small_alpha: np.ndarray, pure: np.ndarray) -> np.ndarray:
+def _pure_means(small_photo: np.ndarray, pure: np.ndarray) -> np.ndarray:
     """Mean colour of the ``pure`` cells (fully foreground, or fully background) around each cell, at 1/MEANS_SCALE."""
     box = (2 * MEANS_RADIUS + 1,) * 2
     weight = pure.astype(np.float32)
@@ -67,8 +67,8 @@ def decontaminate(photo: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     size = (max(1, photo.shape[1] // MEANS_SCALE), max(1, photo.shape[0] // MEANS_SCALE))
     small_photo = cv2.resize(photo, size, interpolation=cv2.INTER_AREA).astype(np.float32)
     small_alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
-    fg_mean = _sample(_pure_means(small_photo, small_alpha, small_alpha >= 0.999), rows, cols, alpha.shape)
-    bg_mean = _sample(_pure_means(small_photo, small_alpha, small_alpha <= 0.001), rows, cols, alpha.shape)
+    fg_mean = _sample(_pure_means(small_photo, small_alpha >= 0.999), rows, cols, alpha.shape)
+    bg_mean = _sample(_pure_means(small_photo, small_alpha <= 0.001), rows, cols, alpha.shape)
     a = alpha[rows, cols][:, None]
     # blur fusion: the foreground mean, corrected by the part of the observed colour neither mean explains
     foreground = fg_mean + a * (photo[rows, cols] - a * fg_mean - (1 - a) * bg_mean)

@@ -1,11 +1,10 @@
 """Request bodies to photos and cut-outs to response bodies; every unusable upload becomes a ``ServeError``."""
 import io
 
-import cv2
 import numpy as np
 from PIL import Image
 
-from carseg.data.images import ENCODE_PARAMS
+from carseg.data.images import decode_image, encode_image
 
 MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "zip": "application/zip"}
 
@@ -42,17 +41,15 @@ def check_header(data: bytes, max_pixels: int) -> None:
 def decode(data: bytes, max_pixels: int) -> np.ndarray:
     """An uploaded photo as uint8 RGB, EXIF orientation applied (as the folder command reads files)."""
     check_header(data, max_pixels)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    image = decode_image(np.frombuffer(data, np.uint8))
     if image is None:
         raise ServeError(400, "corrupt or unsupported image: it could not be decoded; send a JPEG, PNG or WebP photo")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+    return image
 
 
 def encode(image: np.ndarray, fmt: str) -> bytes:
     """RGB, RGBA or grey uint8 -> file bytes (converts ``image`` to OpenCV's channel order in place)."""
-    if image.ndim == 3:
-        cv2.cvtColor(image, cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR, dst=image)
-    ok, encoded = cv2.imencode(f".{fmt}", image, ENCODE_PARAMS[fmt])
-    if not ok:
+    encoded = encode_image(image, fmt, in_place=True)
+    if encoded is None:
         raise ServeError(500, f"could not encode the cut-out as {fmt}; try format=png")
-    return encoded.tobytes()
+    return encoded
