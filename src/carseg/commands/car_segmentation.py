@@ -5,11 +5,11 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from carseg.commands.model_options import add_model_options, load_predictor
 from carseg.data.images import ENCODE_PARAMS
 from carseg.errors import CarsegError
 from carseg.inference.background_removal import plan_jobs, remove_backgrounds
 from carseg.inference.cutout import ALPHA, CutoutOptions, parse_background, parse_canvas, parse_crop
-from carseg.inference.predictor import REFINE, Predictor
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
@@ -29,10 +29,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         description="Cut cars out of every photo in IN and write them to OUT (RGBA PNG by default).")
     parser.add_argument("input", type=Path, metavar="IN", help="folder of photos")
     parser.add_argument("output", type=Path, metavar="OUT", help="folder for the cut-outs (created if needed)")
-    parser.add_argument("model", type=Path, nargs="?", metavar="MODEL",
-                        help="traced model from catalyst-dl trace (default: the built-in model, trained on real car photos)")
-    parser.add_argument("--threshold", type=float, help="probability threshold (default: the model's, 0.5)")
-    parser.add_argument("--image-size", type=int, help="network input longest side (default: the training size)")
+    add_model_options(parser)
     parser.add_argument("--background", default="transparent",
                         help="transparent (default), white, R,G,B, or an image file (scaled to cover the picture)")
     parser.add_argument("--alpha", choices=ALPHA, default=CutoutOptions.alpha,
@@ -51,15 +48,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="with --instances: smallest car, as a share of the photo (default %(default)s)")
     parser.add_argument("--format", choices=tuple(ENCODE_PARAMS), default="png")
     parser.add_argument("--save-mask", action="store_true", help="also write OUT/NAME_mask.png")
-    parser.add_argument("--backend", choices=("auto", "torchscript", "onnx"), default="auto",
-                        help="model runtime; auto: onnx for a .onnx file, else TorchScript")
-    parser.add_argument("--tta", choices=("none", "hflip", "d4"), default="none", help="test-time augmentation")
-    parser.add_argument("--refine", choices=REFINE, default="guided",
-                        help="full-resolution edges: guided (follow the photo's edges; default) or none (bilinear)")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="photos per forward pass (default: 8 on GPU; on CPU 8 at 128x192 down to 1 at 512x768)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--overwrite", action="store_true", help="redo photos whose output already exists")
     parser.add_argument("--recursive", action="store_true", help="include subfolders (mirrored in OUT)")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="process only shard I of N (0-based), for job arrays")
@@ -78,8 +69,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if isinstance(options.background, str) and args.format == "jpg":
             raise CarsegError("--format jpg has no transparency; use --format png/webp or --background white|R,G,B")
         jobs, ignored = plan_jobs(args.input, args.output, args.format, args.save_mask, args.recursive, parse_shard(args.shard))
-        predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold,
-                              image_size=args.image_size, backend=args.backend, refine=args.refine)
+        predictor = load_predictor(args)
         summary = remove_backgrounds(jobs, predictor, options, args.format,
                                      args.batch_size or predictor.default_batch_size, args.workers,
                                      args.overwrite, progress=not args.quiet, log=log)

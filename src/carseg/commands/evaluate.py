@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from carseg.commands.model_options import add_model_options, load_predictor
 from carseg.data.dataset import read_pairs_csv
 from carseg.data.pairs import pair_by_name
 from carseg.errors import CarsegError
@@ -12,7 +13,6 @@ from carseg.evaluation.report import summary_lines, write_csv, write_json, write
 from carseg.evaluation.scoring import evaluate
 from carseg.inference.backends import BUILTIN_MODEL
 from carseg.inference.cutout import ALPHA, CutoutOptions
-from carseg.inference.predictor import REFINE, TTA_TRANSFORMS, Predictor
 
 PROG = "evaluate.py"
 
@@ -33,8 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Score a traced model on labelled photos: Dice, IoU, accuracy, precision, recall, "
                                "F1 and ROC AUC per image at full resolution, and their means.")
-    parser.add_argument("model", type=Path, nargs="?", metavar="MODEL",
-                        help="traced model from catalyst-dl trace (default: the built-in model, trained on real car photos)")
+    add_model_options(parser)
     parser.add_argument("--images", type=Path, metavar="DIR", help="folder of photos")
     parser.add_argument("--masks", type=Path, metavar="DIR", help="folder of masks NAME<suffix>.gif/.png")
     parser.add_argument("--pairs", type=Path, metavar="CSV",
@@ -45,19 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overlays", type=Path, metavar="DIR",
                         help="write PNGs of the worst images by Dice (TP green, FP red, FN blue)")
     parser.add_argument("--num-overlays", type=int, default=8, metavar="N", help="how many worst images to draw (default: 8)")
-    parser.add_argument("--backend", choices=("auto", "torchscript", "onnx"), default="auto",
-                        help="model runtime; auto: onnx for a .onnx file, else TorchScript")
-    parser.add_argument("--tta", choices=tuple(TTA_TRANSFORMS), default="none", help="test-time augmentation")
-    parser.add_argument("--refine", choices=REFINE, default="guided",
-                        help="full-resolution edges: guided (follow the photo's edges; default) or none (bilinear)")
     parser.add_argument("--alpha", choices=ALPHA, default=CutoutOptions.alpha,
                         help="score what car_segmentation.py --alpha writes: the 0/1 mask (hard, default) or the soft alpha matte")
-    parser.add_argument("--threshold", type=float, metavar="T", help="probability threshold (default: the model's, 0.5)")
-    parser.add_argument("--image-size", type=int, metavar="S", help="network input longest side (default: the training size)")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="images per forward pass (default: 8 on GPU; on CPU 8 at 128x192 down to 1 at 512x768)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), metavar="N", help="decoding processes")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run the model")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -65,14 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_args(args: argparse.Namespace) -> None:
     if (args.pairs is None) == (args.images is None or args.masks is None) or (args.pairs and (args.images or args.masks)):
         raise CarsegError("give either --images DIR --masks DIR, or --pairs CSV")
-    for name in ("batch_size", "image_size"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise CarsegError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise CarsegError(f"--batch-size {args.batch_size}: must be at least 1")
     for name in ("num_overlays", "workers"):
         if getattr(args, name) < 0:
             raise CarsegError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be 0 or more")
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        raise CarsegError(f"--threshold {args.threshold}: must be in [0, 1]")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -82,8 +70,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         _check_args(args)
         pairs = (_pairs(args.images, args.masks, args.mask_suffix, log) if args.pairs is None
                  else [(Path(i), Path(m)) for i, m in read_pairs_csv(args.pairs)[["image", "mask"]].itertuples(index=False)])
-        predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold, backend=args.backend,
-                              image_size=args.image_size, refine=args.refine)
+        predictor = load_predictor(args)
         result = evaluate(pairs, predictor, args.batch_size or predictor.default_batch_size, args.workers,
                           args.num_overlays if args.overlays else 0, progress=not args.quiet, log=log, alpha=args.alpha)
         info = {"model": str(args.model or BUILTIN_MODEL), "images": str(args.images or args.pairs),

@@ -1,7 +1,7 @@
 """``catalyst-dl serve [MODEL]``: the background-removal HTTP service and its web page."""
 import argparse
-from pathlib import Path
 
+from carseg.commands.model_options import add_model_options, load_predictor
 from carseg.errors import CarsegError
 
 
@@ -10,15 +10,13 @@ def serve(args: argparse.Namespace) -> None:
     import torch
     import uvicorn
 
-    from carseg.inference.predictor import Predictor
     from carseg.serve.app import Settings, create_app
 
     for name in ("max_upload_mb", "max_megapixels", "timeout", "max_batch", "workers", "threads"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise CarsegError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be positive")
     torch.set_num_threads(args.threads)
-    predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold,
-                          image_size=args.image_size, backend=args.backend, refine=args.refine)
+    predictor = load_predictor(args)
     settings = Settings(max_upload_mb=args.max_upload_mb, max_megapixels=args.max_megapixels, timeout_s=args.timeout,
                         max_batch=args.max_batch or predictor.default_batch_size, max_wait_ms=args.max_wait_ms, workers=args.workers)
     print(f"catalyst-dl serve: {predictor.metadata.model} on {predictor.device}, batches of up to {settings.max_batch}; web page and API at "
@@ -29,7 +27,7 @@ def serve(args: argparse.Namespace) -> None:
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """The ``serve`` subcommand's options."""
     parser = commands.add_parser("serve", help="HTTP service and web page for background removal")
-    parser.add_argument("model", type=Path, nargs="?", metavar="MODEL", help="traced model (default: the built-in model)")
+    add_model_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--max-batch", type=int, help="photos per forward pass at most (1: batching off; default: the "
@@ -41,11 +39,5 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload (default 25; over: 413)")
     parser.add_argument("--max-megapixels", type=float, default=40.0, help="largest photo (default 40; over: 413)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request at most (default 60; over: 504)")
-    parser.add_argument("--threshold", type=float, help="probability threshold (default: the model's)")
-    parser.add_argument("--image-size", type=int, help="network input longest side (default: the training size)")
-    parser.add_argument("--tta", default="none", help="test-time augmentation: none (default), hflip or d4")
-    parser.add_argument("--refine", default="guided", help="full-resolution edges: guided (default) or none")
-    parser.add_argument("--backend", choices=("auto", "torchscript", "onnx"), default="auto")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.set_defaults(func=serve)

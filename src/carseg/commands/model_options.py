@@ -1,0 +1,37 @@
+"""The options every inference command shares (``car_segmentation.py``, ``evaluate.py``, ``catalyst-dl serve``):
+which traced model, and how to run it."""
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from carseg.errors import CarsegError
+
+if TYPE_CHECKING:
+    from carseg.inference.predictor import Predictor
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """MODEL (optional) and --threshold, --image-size, --tta, --refine, --backend, --device. The choices are spelt
+    out (the Predictor checks them again) so that building ``catalyst-dl``'s parser does not import the Predictor."""
+    parser.add_argument("model", type=Path, nargs="?", metavar="MODEL",
+                        help="traced model from catalyst-dl trace (default: the built-in model, trained on real car photos)")
+    parser.add_argument("--threshold", type=float, metavar="T", help="probability threshold (default: the model's, 0.5)")
+    parser.add_argument("--image-size", type=int, metavar="S", help="network input longest side (default: the training size)")
+    parser.add_argument("--tta", choices=("none", "hflip", "d4"), default="none", help="test-time augmentation")
+    parser.add_argument("--refine", choices=("guided", "none"), default="guided",
+                        help="full-resolution edges: guided (follow the photo's edges; default) or none (bilinear)")
+    parser.add_argument("--backend", choices=("auto", "torchscript", "onnx"), default="auto",
+                        help="model runtime; auto: onnx for a .onnx file, else TorchScript")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run the model")
+
+
+def load_predictor(args: argparse.Namespace) -> "Predictor":
+    """The Predictor the options name, or one clear error line for a bad value."""
+    from carseg.inference.predictor import Predictor  # noqa: F811 - here, not at import: see add_model_options
+
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise CarsegError(f"--threshold {args.threshold}: must be in [0, 1]")
+    if args.image_size is not None and args.image_size < 1:
+        raise CarsegError(f"--image-size {args.image_size}: must be at least 1")
+    return Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold,
+                     image_size=args.image_size, backend=args.backend, refine=args.refine)
