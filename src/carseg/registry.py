@@ -23,7 +23,7 @@ def register(registry: Registry) -> None:
                         if inspect.isclass(obj) and name.endswith(("Callback", "Logger")) and name != "CheckRunCallback"})
     registry.add(CheckRunCallback=CheckRunCallback)  # carseg's fix of Catalyst's (see carseg.training.callbacks)
     registry.add(PredictionPreviewCallback=PredictionPreviewCallback, ChannelsLastCallback=ChannelsLastCallback)
-    registry.add(CPUEngine=dl.CPUEngine, DistributedDataParallelEngine=engines.DistributedDataParallelEngine,
+    registry.add(CPUEngine=engines.CPUEngine, DistributedDataParallelEngine=engines.DistributedDataParallelEngine,
                  GPUEngine=engines.GPUEngine, DataParallelEngine=engines.DataParallelEngine,
                  AutoEngine=engines.AutoEngine)
     registry.add(Experiment=Experiment, BCEDiceLoss=BCEDiceLoss)
