@@ -15,6 +15,9 @@
     (a grid of 4 valid samples -> LOGDIR/previews/*.png + TensorBoard), alternating pairs; and the
     one-off cost of the training curves (`catalyst-dl plot`, run once at the end of a run).
                                                                               goal: <= 1.05x
+(d) precision: configs/real.yml's model (ResNet-18 U-Net, channels-last) trained through Catalyst with
+    its engine's ``bf16: true`` (bfloat16 autocast) vs fp32, from the same weights on the same
+    256x384 batches, alternating epochs, 2 torch threads, wall time.           goal: >= 1.5x
 
     python benchmarks/train_benchmark.py                    # generates 40 synthetic 1918x1280 photos
     python benchmarks/train_benchmark.py --data-dir data    # Carvana layout: train/*.jpg, train_masks/*_mask.gif
@@ -38,20 +41,24 @@ import imageio.v2 as imageio
 import pandas as pd
 import torch
 from albumentations.pytorch import ToTensorV2
+from catalyst.registry import REGISTRY
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+import carseg  # noqa: F401  (registers the models)
 from carseg.training.callbacks import PredictionPreviewCallback
 from carseg.training.curves import plot_curves
 from carseg.data.dataset import SegmentationDataset
 from carseg.data.images import image_size, read_image, read_mask
 from carseg.data.pairs import pair_by_name
+from carseg.config import load_configs
 from carseg.errors import CarsegError
+from carseg.training.engines import CPUEngine
 from carseg.training.experiment import Experiment, _worker_init
 from carseg.training.losses import BCEDiceLoss
 from carseg.training.models.unet import UNet
 
-DATA_GOAL, LOOP_GOAL, ADDITIONS_GOAL, MIN_MASK_IOU = 2.5, 1.10, 1.05, 0.98
+DATA_GOAL, LOOP_GOAL, ADDITIONS_GOAL, PRECISION_GOAL, MIN_MASK_IOU = 2.5, 1.10, 1.05, 1.5, 0.98
 STEPS = ("image", "mask", "transforms")
 
 
@@ -280,7 +287,7 @@ def plain_epoch(model, criterion, optimizer, loaders) -> Dict[str, float]:
 
 
 def catalyst_epoch(model, criterion, optimizer, loaders, logdir: Optional[str] = None,
-                   previews: bool = False) -> Dict[str, Dict[str, float]]:
+                   previews: bool = False, bf16: bool = False) -> Dict[str, Dict[str, float]]:
     from catalyst import dl
 
     runner = dl.SupervisedRunner(input_key="features", output_key="logits", target_key="targets", loss_key="loss")
@@ -292,7 +299,7 @@ def catalyst_epoch(model, criterion, optimizer, loaders, logdir: Optional[str] =
     if previews:
         callbacks.append(PredictionPreviewCallback(loader_key="valid", num_images=4))  # as in every config
     runner.train(model=model, criterion=criterion, optimizer=optimizer, loaders=loaders, callbacks=callbacks,
-                 engine=dl.CPUEngine(), num_epochs=1, logdir=logdir, valid_loader="valid", valid_metric="loss",
+                 engine=CPUEngine(bf16=bf16), num_epochs=1, logdir=logdir, valid_loader="valid", valid_metric="loss",
                  minimize_valid_metric=True, verbose=False, timeit=False)
     return {name: dict(runner.epoch_metrics[name]) for name in loaders}
 
@@ -379,6 +386,42 @@ def bench_loop(dataset, args) -> dict:
     }
 
 
+# ----------------------------------------------------------------------------- (d) precision
+def bench_precision(dataset, args) -> dict:
+    """Alternating fp32 / bf16 Catalyst epochs of configs/real.yml's model, wall time on 2 threads."""
+    config = load_configs([Path(__file__).resolve().parents[1] / "configs" / "real.yml"])
+    params = {k: v for k, v in config["model"].items() if k != "_var_"}
+    torch.manual_seed(0)
+    train = build_batches(dataset, args.batch_size, args.precision_batches)
+    valid = build_batches(dataset, args.batch_size, 2)
+    loaders = make_loaders(train, valid)
+    init = REGISTRY.get_from_params(**params).state_dict()
+
+    def run(bf16: bool):
+        torch.set_num_threads(2)
+        model = REGISTRY.get_from_params(**params)
+        model.load_state_dict(init)
+        model = model.to(memory_format=torch.channels_last)  # as ChannelsLastCallback does
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        with contextlib.redirect_stdout(io.StringIO()):
+            started = time.perf_counter()
+            metrics = catalyst_epoch(model, BCEDiceLoss(), optimizer, loaders, bf16=bf16)
+            return time.perf_counter() - started, metrics
+
+    run(False), run(True)  # warm-up: oneDNN kernels for both precisions
+    times: Dict[bool, List[float]] = {False: [], True: []}
+    metrics = {}
+    for r in range(args.loop_repeats):
+        for bf16 in ((False, True) if r % 2 == 0 else (True, False)):
+            seconds, metrics[bf16] = run(bf16)
+            times[bf16].append(seconds)
+    per_pair = [f / b for f, b in zip(times[False], times[True])]
+    return {"s": {k: statistics.median(v) for k, v in times.items()}, "ratio": statistics.median(per_pair),
+            "ratio_range": (min(per_pair), max(per_pair)), "batches": len(train) + len(valid),
+            "check": " vs ".join(f"{name} train loss {metrics[b]['train']['loss']:.4f}, valid dice {metrics[b]['valid']['dice']:.4f}"
+                                 for name, b in (("fp32", False), ("bf16", True)))}
+
+
 # ----------------------------------------------------------------------------- main
 def parse_hw(text: str) -> Tuple[int, int]:
     parts = [int(p) for p in text.lower().replace("x", ",").split(",")]
@@ -406,6 +449,8 @@ def main(argv=None) -> int:
                         help="torch threads for (b); 1 is stable on a shared 2-core box, use 2 on an idle one [1]")
     parser.add_argument("--skip-data", action="store_true")
     parser.add_argument("--skip-loop", action="store_true")
+    parser.add_argument("--precision-batches", type=int, default=8, help="(d) train batches at --image-size [8]")
+    parser.add_argument("--skip-precision", action="store_true")
     args = parser.parse_args(argv)
 
     warnings.filterwarnings("ignore")
@@ -443,6 +488,12 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             loop = bench_loop(our_dataset(pairs, args.loop_size, "valid"), args)
             print(f"(b), (c) done in {time.perf_counter() - t:.0f}s; {loop['check']}", flush=True)
+        precision = None
+        if not args.skip_precision:
+            t = time.perf_counter()
+            precision = bench_precision(our_dataset(pairs, args.image_size, "valid"), args)
+            print(f"(d) done in {time.perf_counter() - t:.0f}s; after one epoch from the same weights: "
+                  f"{precision['check']}", flush=True)
 
     h, w = args.image_size
     print()
@@ -477,6 +528,13 @@ def main(argv=None) -> int:
         print(f"    UNet epoch into a logdir (CSV + TensorBoard + checkpoints): {logged:.2f} s without, {previews:.2f} s with "
               f"({loop['added_ratio']:.3f}x, per pair {lo:.3f}-{hi:.3f}x: run-to-run noise is larger; {loop['timer']})")
         print(f"{'    curves.png at the end of a run (once)':<44}{1e3 * loop['curves_s']:>9.0f} ms  wall")
+    if precision:
+        ok = "PASS" if precision["ratio"] >= PRECISION_GOAL else "FAIL"
+        lo, hi = precision["ratio_range"]
+        print(f"{'(d) epoch: bf16 speed-up over fp32':<44}{precision['ratio']:>11.2f}x  {'>= %.1fx' % PRECISION_GOAL:>8}  {ok}"
+              f"  (per pair {lo:.2f}-{hi:.2f}x)")
+        print(f"    fp32 {precision['s'][False]:.2f} s, bf16 {precision['s'][True]:.2f} s per epoch (wall, 2 torch threads): "
+              f"{precision['batches']} batches of {args.batch_size} at {h}x{w}, configs/real.yml's model, channels-last")
     return 0
 
 

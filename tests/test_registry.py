@@ -9,6 +9,7 @@ from catalyst.registry import REGISTRY
 import carseg  # noqa: F401
 from carseg.config import load_configs, validate
 from carseg.errors import CarsegError
+from carseg.training.engines import GPUEngine
 from carseg.training.losses import BCEDiceLoss
 from carseg.training.models.unet import UNet
 
@@ -67,7 +68,7 @@ def test_engine_overlay_merges(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["GPUEngine", "DataParallelEngine"])
-@pytest.mark.parametrize("fp16, expected", [(True, "fp16"), (False, None)])
+@pytest.mark.parametrize("fp16, expected", [(True, "fp16"), (False, "no")])
 def test_fp16_reaches_accelerate_as_mixed_precision(monkeypatch, name, fp16, expected):
     """Catalyst 22.04 passes fp16= to accelerate, which rejects it; carseg's engines pass mixed_precision=.
     (Captured at accelerate.Accelerator: building a real fp16 engine needs a GPU.)"""
@@ -77,6 +78,26 @@ def test_fp16_reaches_accelerate_as_mixed_precision(monkeypatch, name, fp16, exp
     monkeypatch.setattr(accelerate.Accelerator, "__init__", lambda self, *args, **kwargs: seen.update(kwargs))
     REGISTRY.get_from_params(_target_=name, fp16=fp16)
     assert "fp16" not in seen and seen.get("mixed_precision") == expected and seen["cpu"] is False
+
+
+def test_cpu_bf16_engine_autocasts_and_trains_in_fp32():
+    """``engine: {bf16: true}`` on CPU (configs/real.yml): forward passes in bfloat16, weights, outputs
+    and the loss in fp32, and the checkpointed module is the plain model."""
+    import torch.nn as nn
+
+    engine = REGISTRY.get_from_params(_target_="CPUEngine", bf16=True)
+    assert engine.state.mixed_precision == "bf16"
+    seen = {}
+    model = nn.Sequential(nn.Conv2d(3, 1, 3))
+    model[0].register_forward_hook(lambda module, inputs, output: seen.update(dtype=output.dtype))
+    prepared = engine.prepare_model(model)
+    out = prepared(torch.rand(2, 3, 8, 8))
+    assert seen["dtype"] == torch.bfloat16 and out.dtype == torch.float32
+    assert model[0].weight.dtype == torch.float32 and engine.unwrap_model(prepared) is model
+    # accelerate keeps one precision per process: the next engine must still get its own
+    assert REGISTRY.get_from_params(_target_="CPUEngine").state.mixed_precision == "no"
+    with pytest.raises(ValueError, match="fp16 or bf16"):
+        GPUEngine(fp16=True, bf16=True)
 
 
 def config_with(tmp_path: Path, old: str, new: str, name: str = "demo.yml") -> Path:
@@ -154,3 +175,10 @@ def test_real_recipe_merges_over_unet():
     assert [c["_target_"] for c in callbacks] == [c["_target_"] for c in load_configs([ROOT / "configs" / "unet.yml"])["run"][0]["callbacks"]]
     assert callbacks[1]["input_key"] == "probs" and callbacks[4]["patience"] == config["run"][0]["num_epochs"]
     assert config["model"]["encoder_weights"] is None and config["experiment"]["soft_masks"] is True
+    assert config["scheduler"]["T_max"] == config["run"][0]["num_epochs"] and config["engine"]["bf16"] is True
+    # the built-in model is this recipe on all cars: nothing else may differ
+    builtin = load_configs([ROOT / "configs" / "builtin.yml"])
+    assert builtin["experiment"] == {**config["experiment"], "fit_all": True}
+    assert builtin["run"] == [{**config["run"][0], "logdir": "./logs/builtin"}]
+    assert {k: v for k, v in builtin.items() if k not in ("experiment", "run")} == \
+        {k: v for k, v in config.items() if k not in ("experiment", "run")}
