@@ -41,11 +41,9 @@ import imageio.v2 as imageio
 import pandas as pd
 import torch
 from albumentations.pytorch import ToTensorV2
-from catalyst.registry import REGISTRY
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-import carseg  # noqa: F401  (registers the models)
 from carseg.training.callbacks import PredictionPreviewCallback
 from carseg.training.curves import plot_curves
 from carseg.data.dataset import SegmentationDataset
@@ -53,6 +51,7 @@ from carseg.data.images import image_size, read_image, read_mask
 from carseg.data.pairs import pair_by_name
 from carseg.config import load_configs
 from carseg.errors import CarsegError
+from carseg.export.trace import build_model
 from carseg.training.engines import CPUEngine
 from carseg.training.experiment import Experiment, _worker_init
 from carseg.training.losses import BCEDiceLoss
@@ -389,17 +388,17 @@ def bench_loop(dataset, args) -> dict:
 # ----------------------------------------------------------------------------- (d) precision
 def bench_precision(dataset, args) -> dict:
     """Alternating fp32 / bf16 Catalyst epochs of configs/real.yml's model, wall time on 2 threads."""
-    config = load_configs([Path(__file__).resolve().parents[1] / "configs" / "real.yml"])
-    params = {k: v for k, v in config["model"].items() if k != "_var_"}
+    path = Path(__file__).resolve().parents[1] / "configs" / "real.yml"
+    config = load_configs([path])
     torch.manual_seed(0)
     train = build_batches(dataset, args.batch_size, args.precision_batches)
     valid = build_batches(dataset, args.batch_size, 2)
     loaders = make_loaders(train, valid)
-    init = REGISTRY.get_from_params(**params).state_dict()
+    init = build_model(config, path).state_dict()
 
     def run(bf16: bool):
         torch.set_num_threads(2)
-        model = REGISTRY.get_from_params(**params)
+        model = build_model(config, path)
         model.load_state_dict(init)
         model = model.to(memory_format=torch.channels_last)  # as ChannelsLastCallback does
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -7,7 +7,7 @@ from hydra_slayer import Registry
 def register(registry: Registry) -> None:
     """Add models, losses, engines, the Experiment and Catalyst's runners/callbacks/loggers."""
     import segmentation_models_pytorch.losses as smp_losses
-    from catalyst import callbacks, dl, loggers
+    from catalyst import callbacks, loggers
 
     from carseg.training import engines
     from carseg.training.callbacks import ChannelsLastCallback, CheckRunCallback, PredictionPreviewCallback
