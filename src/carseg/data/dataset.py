@@ -31,7 +31,8 @@ def read_pairs_csv(path: Path, show: int = 3) -> pd.DataFrame:
 
 
 class SegmentationDataset(Dataset):
-    """Yields ``{"features": 3xHxW float, "targets": 1xHxW float in {0, 1}}`` (in [0, 1] with ``soft_masks``).
+    """Yields ``{"features": 3xHxW float, "targets": 1xHxW float in {0, 1}}`` (in [0, 1] with ``soft_masks``),
+    and ``"kind"`` (studio, street, video: the photo's kind, for per-kind metrics) when the rows have a kind column.
 
     JPEGs are decoded at the smallest libjpeg scale that still covers ``decode_hw`` (the
     training size), which is most of the data-loading speed-up over a full decode.
@@ -40,6 +41,7 @@ class SegmentationDataset(Dataset):
     def __init__(self, frame: pd.DataFrame, transforms: A.Compose, decode_hw: Tuple[int, int], soft_masks: bool = False):
         self.images = frame["image"].tolist()
         self.masks = frame["mask"].tolist()
+        self.kinds = frame["kind"].tolist() if "kind" in frame.columns else None
         self.transforms = transforms
         self.decode_hw = decode_hw
         self.soft_masks = soft_masks
@@ -52,4 +54,7 @@ class SegmentationDataset(Dataset):
         image = read_image(image_path, target_hw=self.decode_hw, full_hw=image_size(mask_path))
         mask = read_mask(mask_path, out_hw=image.shape[:2], soft=self.soft_masks)  # at the reduced decode size
         sample = self.transforms(image=image, mask=mask)
-        return {"features": sample["image"], "targets": sample["mask"].unsqueeze(0).float()}
+        item = {"features": sample["image"], "targets": sample["mask"].unsqueeze(0).float()}
+        if self.kinds is not None:
+            item["kind"] = self.kinds[index]
+        return item

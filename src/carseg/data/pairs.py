@@ -87,6 +87,21 @@ def split_by_car(pairs: List[Tuple[Path, Path]], valid_size: float, random_state
     return frame.iloc[train_idx].reset_index(drop=True), frame.iloc[valid_idx].reset_index(drop=True)
 
 
+def split_by_sources(pairs: List[Tuple[Path, Path]], sources_csv: Path) -> Tuple[pd.DataFrame, pd.DataFrame]:
+    """The split a data build fixed (``sources.csv``: name, source, kind, split; held-out cars, sequences and street
+    photos chosen per kind), with a ``kind`` column so metrics can be reported per kind of photo."""
+    sources = pd.read_csv(sources_csv).set_index("name")
+    frame = _pairs_frame(pairs)
+    names = [image.stem for image, _ in pairs]
+    unlisted = [name for name in names if name not in sources.index]
+    if unlisted:
+        raise CarsegError(f"{sources_csv}: does not list {unlisted[0]} (and {len(unlisted) - 1} more); "
+                          "rebuild the folder with bin/download_dataset.sh --real, or delete sources.csv to split by car")
+    frame["kind"] = sources.loc[names, "kind"].to_numpy()
+    valid = sources.loc[names, "split"].to_numpy() == "valid"
+    return frame[~valid].reset_index(drop=True), frame[valid].reset_index(drop=True)
+
+
 def folds_by_car(pairs: List[Tuple[Path, Path]], folds: int) -> pd.DataFrame:
     """``image,mask,fold`` with ``fold`` in ``0..folds-1`` from sklearn's GroupKFold over car ids: all views
     of a car share a fold, and folds hold about the same number of images (deterministic, no shuffling)."""

@@ -29,13 +29,15 @@ def resize_longest(max_size: int, soft_masks: bool = False) -> A.LongestMaxSize:
 
 
 def pre_transforms(image_size: ImageSize, soft_masks: bool = False) -> A.Compose:
-    """Resize the longest side to fit ``image_size`` and pad (black, bottom/right) to exactly it.
+    """Resize to fit inside ``image_size`` (the longest side to its longest side when the photo's shape allows) and
+    pad (black, bottom/right) to exactly it: photos of any shape (3:2 studio, 4:3 phone, 16:9 video) batch together.
 
     Padding sits at the bottom/right so the predictor can undo it with a plain crop.
     """
     height, width = as_hw(image_size)
     return A.Compose([
-        resize_longest(max(height, width), soft_masks),
+        A.LongestMaxSize(max_size_hw=(height, width), interpolation=cv2.INTER_AREA,
+                         mask_interpolation=cv2.INTER_AREA if soft_masks else cv2.INTER_NEAREST),
         A.PadIfNeeded(min_height=height, min_width=width, position="top_left",
                       border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
     ])

@@ -35,6 +35,36 @@ class ChannelsLastCallback(dl.Callback):
         runner.model.to(memory_format=torch.channels_last)  # in place: the optimizer keeps the same parameters
 
 
+class KindDiceCallback(dl.Callback):
+    """Dice per kind of photo (the batch's ``kind_key`` strings: studio, street, video), logged as ``dice_<kind>``
+    beside the loader's other metrics (CSV, TensorBoard, console): the mean of each photo's Dice at ``threshold``,
+    a photo with no car and no prediction counting 1. Loaders whose batches carry no kinds are left alone."""
+
+    def __init__(self, input_key: str = "probs", target_key: str = "targets", kind_key: str = "kind", threshold: float = 0.5):
+        super().__init__(order=dl.CallbackOrder.Metric)
+        self.input_key, self.target_key, self.kind_key, self.threshold = input_key, target_key, kind_key, threshold
+        self._scores: Dict[str, List[float]] = {}
+
+    def on_loader_start(self, runner: "dl.IRunner") -> None:
+        self._scores = {}
+
+    def on_batch_end(self, runner: "dl.IRunner") -> None:
+        kinds = runner.batch.get(self.kind_key)
+        if kinds is None:
+            return
+        predicted = (runner.batch[self.input_key].detach().float() > self.threshold).flatten(1).float()
+        target = (runner.batch[self.target_key].detach().float() > 0.5).flatten(1).float()
+        intersection = (predicted * target).sum(1)
+        total = predicted.sum(1) + target.sum(1)
+        dice = torch.where(total > 0, 2 * intersection / total.clamp(min=1), torch.ones_like(total))
+        for kind, score in zip(kinds, dice.cpu().tolist()):
+            self._scores.setdefault(kind, []).append(score)
+
+    def on_loader_end(self, runner: "dl.IRunner") -> None:
+        for kind, scores in sorted(self._scores.items()):
+            runner.loader_metrics[f"dice_{kind}"] = float(np.mean(scores))
+
+
 class PredictionPreviewCallback(dl.Callback):
     """At the end of each ``loader_key`` loader, a grid of its first ``num_images`` samples.
 
