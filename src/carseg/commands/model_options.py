@@ -1,10 +1,11 @@
 """The options every inference command shares (``car_segmentation.py``, ``evaluate.py``, ``catalyst-dl serve``):
 which traced model, and how to run it."""
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from carseg.errors import CarsegError
+
+BUILTIN_NAMES = ("general", "studio")  # carseg.inference.backends.BUILTIN_MODELS (not imported here: see below)
 
 if TYPE_CHECKING:
     from carseg.inference.predictor import Predictor
@@ -13,8 +14,11 @@ if TYPE_CHECKING:
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """MODEL (optional) and --threshold, --image-size, --tta, --refine, --backend, --device. The choices are spelt
     out (the Predictor checks them again) so that building ``catalyst-dl``'s parser does not import the Predictor."""
-    parser.add_argument("model", type=Path, nargs="?", metavar="MODEL",
-                        help="traced model from catalyst-dl trace (default: the built-in model, trained on real car photos)")
+    models = ", ".join(BUILTIN_NAMES)
+    parser.add_argument("model", nargs="?", metavar="MODEL",
+                        help=f"a built-in model ({models}) or a traced file from catalyst-dl trace (default: general, "
+                             "cars in any photo; studio: studio turntable photos)")
+    parser.add_argument("--model", dest="model_option", metavar="MODEL", help=f"the same as MODEL: {models} or a path")
     parser.add_argument("--threshold", type=float, metavar="T", help="probability threshold (default: the model's, 0.5)")
     parser.add_argument("--image-size", type=int, metavar="S", help="network input longest side (default: the training size)")
     parser.add_argument("--tta", choices=("none", "hflip", "d4"), default="none", help="test-time augmentation")
@@ -29,6 +33,9 @@ def load_predictor(args: argparse.Namespace) -> "Predictor":
     """The Predictor the options name, or one clear error line for a bad value."""
     from carseg.inference.predictor import Predictor  # noqa: F811 - here, not at import: see add_model_options
 
+    if args.model is not None and args.model_option is not None:
+        raise CarsegError(f"MODEL {args.model} and --model {args.model_option}: give the model once")
+    args.model = args.model if args.model is not None else args.model_option
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise CarsegError(f"--threshold {args.threshold}: must be in [0, 1]")
     if args.image_size is not None and args.image_size < 1:

@@ -48,9 +48,10 @@ def write_csv(result: Evaluation, path: Path) -> None:
     """One row per evaluated image; an undefined ROC AUC is an empty cell."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["image", *METRICS])
+    writer.writerow(["image", "kind", "size", "car_fraction", "confidence", *METRICS])
     for row in result.rows:
-        writer.writerow([row["image"], *("" if math.isnan(row[m]) else f"{row[m]:.6f}" for m in METRICS)])
+        writer.writerow([row["image"], row["kind"], row["size"], f"{row['car_fraction']:.6f}", f"{row['confidence']:.6f}",
+                         *("" if math.isnan(row[m]) else f"{row[m]:.6f}" for m in METRICS)])
     _write_text_atomic(path, buffer.getvalue())
 
 
@@ -58,15 +59,26 @@ def write_json(result: Evaluation, path: Path, info: Dict) -> None:
     """Run info, means, per-image scores and the failed images."""
     report = {**info, "n": len(result.rows), "failed": result.failed,
               "mean": {k: _clean(v) for k, v in result.means().items()},
+              **{f"mean_by_{key}": {name: {"n": len(rows), **{k: _clean(v) for k, v in result.means(rows).items()}}
+                                    for name, rows in result.groups(key).items()} for key in ("kind", "size")},
+              "confidence_spearman": _clean(result.confidence_spearman()),
               "per_image": [{k: _clean(v) for k, v in row.items()} for row in result.rows]}
     _write_text_atomic(path, json.dumps(report, indent=2) + "\n")
 
 
 def summary_lines(result: Evaluation) -> List[str]:
-    """A small table of means, then the machine-readable last line."""
+    """A small table of means, Dice by kind of photo and by car size, the confidence's rank correlation with Dice,
+    then the machine-readable last line."""
     means = result.means()
     lines = [f"{'metric':<12} {'mean':>8}"]
     lines += [f"{name:<12} {means[name]:>8.4f}" for name in METRICS]
+    for key, title in (("kind", "kind of photo"), ("size", "car size")):
+        groups = result.groups(key)
+        if len(groups) > 1 or key == "kind" and groups:
+            lines.append(f"{title:<16} {'n':>5} {'dice':>8} {'boundary_iou':>13}")
+            lines += [f"{name:<16} {len(rows):>5} {result.means(rows)['dice']:>8.4f} {result.means(rows)['boundary_iou']:>13.4f}"
+                      for name, rows in groups.items()]
+    lines.append(f"confidence vs dice: Spearman {result.confidence_spearman():.3f}")
     lines.append(f"dice={means['dice']:.4f} iou={means['iou']:.4f} n={len(result.rows)}")
     return lines
 

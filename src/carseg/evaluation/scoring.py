@@ -4,7 +4,7 @@ import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -12,11 +12,19 @@ import numpy as np
 from carseg.data.images import read_image, read_mask
 from carseg.data.pairs import check_same_size
 from carseg.evaluation.metrics import METRICS, scores
+from carseg.inference.confidence import confidence
+from carseg.inference.cutout import CutoutOptions, car_mask
 from carseg.inference.matting import soft_alpha
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.inference.streaming import stream
 
 Pair = Tuple[Path, Path]  # (photo, mask)
+# Car size: the true mask's share of the photo (upper bounds; the last is open).
+SIZES = (("small (<5%)", 0.05), ("medium (5-25%)", 0.25), ("large (>25%)", float("inf")))
+
+
+def size_class(car_fraction: float) -> str:
+    return next(name for name, bound in SIZES if car_fraction < bound)
 
 
 @dataclass
@@ -27,19 +35,38 @@ class Evaluation:
     failed: List[str] = field(default_factory=list)
     worst: List[Tuple] = field(default_factory=list)  # heap of (-dice, -index, image, pred, truth)
 
-    def means(self) -> Dict[str, float]:
-        """Mean of each metric over the images (ROC AUC over the images where it is defined)."""
+    def means(self, rows: Optional[List[Dict]] = None) -> Dict[str, float]:
+        """Mean of each metric over the images (or ``rows``; ROC AUC over the images where it is defined)."""
         means = {}
         for name in METRICS:
-            values = [row[name] for row in self.rows if not math.isnan(row[name])]
+            values = [row[name] for row in (self.rows if rows is None else rows) if not math.isnan(row[name])]
             means[name] = float(np.mean(values)) if values else float("nan")
         return means
 
+    def groups(self, key: str) -> Dict[str, List[Dict]]:
+        """The rows by ``kind`` or ``size`` (sorted by name; rows without the key are left out)."""
+        groups: Dict[str, List[Dict]] = {}
+        for row in self.rows:
+            if row.get(key):
+                groups.setdefault(row[key], []).append(row)
+        return dict(sorted(groups.items()))
+
+    def confidence_spearman(self) -> float:
+        """Spearman's rank correlation of the per-photo confidence with the photo's Dice (NaN under 3 photos)."""
+        if len(self.rows) < 3:
+            return float("nan")
+        ranks = [np.argsort(np.argsort([row[k] for row in self.rows], kind="stable")) for k in ("confidence", "dice")]
+        return float(np.corrcoef(*ranks)[0, 1])
+
 
 def evaluate(pairs: List[Pair], predictor: Predictor, batch_size: int = 8, workers: int = 2,
-             num_overlays: int = 0, progress: bool = True, log=print, alpha: str = "hard") -> Evaluation:
-    """Predict every pair in batches and score it against its mask at the photo's full resolution: the binary mask
-    (``alpha="hard"``) or the soft alpha matte that ``bin/car_segmentation.py --alpha soft`` writes."""
+             num_overlays: int = 0, progress: bool = True, log=print, alpha: str = "hard", subject: str = "main",
+             kinds: Optional[Sequence[str]] = None) -> Evaluation:
+    """Predict every pair in batches and score it against its mask at the photo's full resolution: the mask of the
+    main car or of every car (``subject``) as ``bin/car_segmentation.py`` cuts it out, binary (``alpha="hard"``) or
+    the soft matte (``--alpha soft``). Each row also has the photo's ``kind`` (from ``kinds``), ``size`` class,
+    ``car_fraction`` (of the true mask) and the cut-out's ``confidence``."""
+    options = CutoutOptions(subject=subject)
     result = Evaluation()
     by_index: Dict[int, Dict] = {}
     lock = threading.Lock()  # the worst-images heap is shared by the scoring threads
@@ -55,10 +82,12 @@ def evaluate(pairs: List[Pair], predictor: Predictor, batch_size: int = 8, worke
     def finish(job: Tuple[int, Pair], extras: Tuple[np.ndarray, np.ndarray], prob: np.ndarray) -> Dict:
         (index, pair), (gray, truth) = job, extras
         full = predictor.upsample(prob, gray)
-        hard = predictor.binarize(full)
+        hard = car_mask(full, options, predictor.threshold)
         pred = hard > 0
         scored = soft_alpha(full, hard, predictor.threshold) if alpha == "soft" else pred
-        row = {"image": pair[0].name, **scores(scored, truth, full)}
+        car_fraction = float(np.count_nonzero(truth)) / truth.size
+        row = {"image": pair[0].name, "kind": kinds[index] if kinds is not None else "", "size": size_class(car_fraction),
+               "car_fraction": car_fraction, "confidence": confidence(full, hard), **scores(scored, truth, full)}
         if num_overlays > 0:  # keep only the worst few masks in memory
             with lock:
                 heapq.heappush(result.worst, (-row["dice"], -index, pair[0], pred, truth))

@@ -1,25 +1,38 @@
 """Model backends: a ``catalyst-dl trace`` TorchScript file or its ONNX twin, each loaded into a callable
 (NCHW float tensor in, tensor out) with its :class:`ModelMetadata`; ``load_model`` picks one."""
+import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 
 from carseg.errors import CarsegError
 from carseg.metadata import METADATA_FILE, ModelMetadata
 
-# The built-in model (trained on real photos, see its README.md): used when no model file is given.
-BUILTIN_MODEL = Path(__file__).resolve().parents[1] / "builtin_model" / "carseg-real-r18-256x384.pth"
+# The built-in models, each a traced file beside its model card (README.md), chosen by name; the first is the default.
+BUILTIN_DIR = Path(__file__).resolve().parents[1] / "builtin_model"
+BUILTIN_MODELS: Dict[str, Path] = {
+    "general": BUILTIN_DIR / "general" / "carseg-general-lite0-288x384.pth",  # cars in any photo: studio, street, video
+    "studio": BUILTIN_DIR / "studio" / "carseg-studio-r18-256x384.pth",       # studio turntable photos only
+}
+DEFAULT_MODEL = "general"
 BACKENDS = ("auto", "torchscript", "onnx")
+
+
+def model_path(model: Union[None, str, Path]) -> Path:
+    """A built-in model's name (None: the default) or the path of a traced file -> the file."""
+    if model is None or str(model) in BUILTIN_MODELS:
+        return BUILTIN_MODELS[DEFAULT_MODEL if model is None else str(model)]
+    return Path(model)
 
 
 def load_traced(path: Path, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, ModelMetadata]:
     """Load a ``catalyst-dl trace`` file and its metadata, or fail with one clear line."""
     path = Path(path)
-    builtin = path.resolve() == BUILTIN_MODEL
-    restore = (f"restore it with git checkout -- {BUILTIN_MODEL.relative_to(BUILTIN_MODEL.parents[3])} (or reinstall carseg), "
-               f"or retrain it as {BUILTIN_MODEL.parent / 'README.md'} says")
+    builtin = path.resolve() in {p.resolve() for p in BUILTIN_MODELS.values()}
+    restore = (f"restore it with git checkout -- {os.path.relpath(path.resolve(), BUILTIN_DIR.parents[2])} "
+               f"(or reinstall carseg), or retrain it as {path.parent / 'README.md'} says")
     if not path.is_file():
         raise CarsegError(f"{path}: carseg's built-in model is missing; {restore}" if builtin
                           else f"{path}: model file not found; create it with catalyst-dl trace LOGDIR")
@@ -78,8 +91,8 @@ def load_onnx(path: Path, device: str = "cpu") -> Tuple[OnnxModel, ModelMetadata
     return OnnxModel(session), ModelMetadata.from_json(meta, path)
 
 
-def backend_for(path: Optional[Path], backend: str = "auto") -> str:
-    """``auto`` -> ``onnx`` for a ``.onnx`` file, else ``torchscript`` (also for the built-in model, ``None``)."""
+def backend_for(path: Union[None, str, Path], backend: str = "auto") -> str:
+    """``auto`` -> ``onnx`` for a ``.onnx`` file, else ``torchscript`` (also for the built-in models)."""
     if backend not in BACKENDS:
         raise CarsegError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
@@ -87,8 +100,9 @@ def backend_for(path: Optional[Path], backend: str = "auto") -> str:
     return backend
 
 
-def load_model(path: Optional[Path], backend: str, device: str = "cpu") -> Tuple[Callable[[torch.Tensor], torch.Tensor], ModelMetadata]:
-    """The model behind ``backend`` (``torchscript`` or ``onnx``; ``path`` None: the built-in model) and its
-    metadata, or one clear error line."""
-    path = BUILTIN_MODEL if path is None else Path(path)
+def load_model(model: Union[None, str, Path], backend: str, device: str = "cpu"
+               ) -> Tuple[Callable[[torch.Tensor], torch.Tensor], ModelMetadata]:
+    """The model behind ``backend`` (``torchscript`` or ``onnx``; ``model``: a path, a built-in model's name, None for
+    the default) and its metadata, or one clear error line."""
+    path = model_path(model)
     return load_onnx(path, device) if backend == "onnx" else load_traced(path, device)

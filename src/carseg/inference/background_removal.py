@@ -1,15 +1,18 @@
 """Background removal of a folder: plan one job per photo, stream them through the Predictor, write cut-outs."""
+import csv
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from carseg.atomic import atomic_path
 from carseg.data.images import IMAGE_SUFFIXES, read_image, write_image_atomic
 from carseg.errors import CarsegError
-from carseg.inference.cutout import CutoutOptions, compose
+from carseg.inference.confidence import confidence
+from carseg.inference.cutout import CutoutOptions, car_mask, compose
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.inference.streaming import stream
 
@@ -23,6 +26,22 @@ class Job:
     mask: Optional[Path]
 
 
+SUMMARY_CSV = "summary.csv"
+
+
+@dataclass
+class PhotoRow:
+    """One row of ``OUT/summary.csv``: a photo, what became of it, and how far to trust its cut-out."""
+
+    photo: str
+    output: str
+    status: str                 # done, skipped (output there already: the earlier run's row is kept) or failed
+    confidence: str = ""        # in [0, 1], carseg.inference.confidence; empty when not known
+    car_fraction: str = ""      # share of the photo's pixels in the cut-out
+    cars: str = ""              # pictures written (one per car with --instances)
+    error: str = ""
+
+
 @dataclass
 class Summary:
     done: int = 0
@@ -31,13 +50,44 @@ class Summary:
     ignored: int = 0
     seconds: float = 0.0
     cars: Optional[int] = None  # cut-outs written with --instances (one per car)
+    review: int = 0             # photos whose confidence is under review_below
+    review_below: float = 0.5
+    summary_csv: Optional[Path] = None
 
     def __str__(self) -> str:
         rate = self.done / self.seconds if self.seconds else 0.0
         ignored = f", ignored {self.ignored} non-image files" if self.ignored else ""
         cars = f", {self.cars} cars cut out" if self.cars is not None else ""
-        return (f"done {self.done}, skipped {self.skipped} (already there), failed {self.failed}{ignored}{cars} "
+        line = (f"done {self.done}, skipped {self.skipped} (already there), failed {self.failed}{ignored}{cars} "
                 f"({rate:.2f} images/s)")
+        if self.summary_csv is not None:
+            photos = "1 photo" if self.review == 1 else f"{self.review} photos"
+            line += f"; {photos} may need a look (confidence < {self.review_below:g}): see {self.summary_csv}"
+        return line
+
+
+def _earlier_rows(path: Path) -> Dict[str, Dict[str, str]]:
+    """The rows of an earlier run's summary.csv by photo (none when absent or unreadable)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return {row["photo"]: row for row in csv.DictReader(handle)}
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError):
+        return {}
+
+
+def _skipped_row(job: Job, earlier: Dict[str, str]) -> PhotoRow:
+    """A photo whose output exists: status skipped, with the earlier run's confidence and share when it has them."""
+    kept = {name: earlier[name] for name in ("confidence", "car_fraction", "cars") if name in earlier}
+    return PhotoRow(str(job.source), str(job.output), "skipped", **kept)
+
+
+def write_summary_csv(path: Path, rows: List[PhotoRow]) -> None:
+    """``rows`` as ``path`` (atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, [f.name for f in fields(PhotoRow)])
+        writer.writeheader()
+        writer.writerows(asdict(row) for row in rows)
 
 
 def instance_path(output: Path, number: int) -> Path:
@@ -83,10 +133,12 @@ def plan_jobs(in_dir: Path, out_dir: Path, fmt: str, save_mask: bool, recursive:
 
 def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOptions = CutoutOptions(), fmt: str = "png",
                        batch_size: int = 8, workers: int = 2, overwrite: bool = False, progress: bool = True,
-                       log=print) -> Summary:
+                       log=print, summary_csv: Optional[Path] = None, review_below: float = 0.5) -> Summary:
     """Run every job not done yet (all with ``overwrite``); each failure is logged as one ``failed:`` line.
-    With ``options.instances`` a photo is done when its first car's cut-out exists."""
-    summary = Summary(cars=0 if options.instances else None)
+    With ``options.instances`` a photo is done when its first car's cut-out exists. With ``summary_csv``, one row
+    per job is written there at the end (a skipped photo keeps the earlier run's row) and the summary counts the
+    photos whose confidence is under ``review_below``."""
+    summary = Summary(cars=0 if options.instances else None, review_below=review_below, summary_csv=summary_csv)
     first = (lambda job: instance_path(job.output, 1)) if options.instances else (lambda job: job.output)
     todo = [job for job in jobs if overwrite or not (first(job).exists() and (job.mask is None or job.mask.exists()))]
     summary.skipped = len(jobs) - len(todo)
@@ -97,25 +149,36 @@ def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOpt
         # photo); the full-size photo is decoded where the cut-out needs it, in the writer thread.
         return predictor.read(job.source), None
 
-    def finish(job: Job, _, prob: np.ndarray) -> int:
-        """Decode + upsample + compose + encode + write (OpenCV releases the GIL); returns the pictures written."""
+    def finish(job: Job, _, prob: np.ndarray) -> PhotoRow:
+        """Decode + upsample + compose + encode + write (OpenCV releases the GIL); returns the photo's summary row."""
         image = read_image(job.source)
         full = predictor.upsample(prob, image)
         if job.mask is not None:
             write_image_atomic(job.mask, predictor.binarize(full), "png")
-        pictures = compose(image, full, options, predictor.threshold)
+        hard = car_mask(full, options, predictor.threshold)
+        pictures = compose(image, full, options, predictor.threshold, hard)
         outputs = [instance_path(job.output, i + 1) for i in range(len(pictures))] if options.instances else [job.output]
         for output, picture in zip(outputs, pictures):
             write_image_atomic(output, picture, fmt, in_place=True)  # a fresh array
-        return len(pictures)
+        return PhotoRow(str(job.source), str(job.output), "done", f"{confidence(full, hard):.4f}",
+                        f"{np.count_nonzero(hard) / hard.size:.4f}", str(len(pictures)))
 
-    for job, written, error in stream(todo, predictor, read, finish, batch_size, workers, progress, source=lambda j: j.source):
+    earlier = _earlier_rows(summary_csv) if summary_csv is not None else {}
+    pending = {id(job) for job in todo}
+    rows = {str(job.source): _skipped_row(job, earlier.get(str(job.source), {})) for job in jobs if id(job) not in pending}
+    for job, row, error in stream(todo, predictor, read, finish, batch_size, workers, progress, source=lambda j: j.source):
         if error:
             summary.failed += 1
             log(f"failed: {error}")
+            rows[str(job.source)] = PhotoRow(str(job.source), str(job.output), "failed", error=error)
         else:
             summary.done += 1
+            rows[str(job.source)] = row
             if options.instances:
-                summary.cars += written
+                summary.cars += int(row.cars)
     summary.seconds = time.perf_counter() - started
+    ordered = [rows[str(job.source)] for job in jobs]
+    summary.review = sum(1 for row in ordered if row.confidence and float(row.confidence) < review_below)
+    if summary_csv is not None:
+        write_summary_csv(summary_csv, ordered)
     return summary

@@ -16,6 +16,7 @@ from carseg.errors import CarsegError, one_line
 from carseg.inference.framing import Margin, car_box, cover, crop, fit, split_instances
 from carseg.inference.matting import decontaminate, soft_alpha
 from carseg.inference.shadow import contact_shadow
+from carseg.inference.subject import SUBJECTS, main_subject
 
 Background = Union[str, Tuple[int, int, int], np.ndarray]  # "transparent", (R, G, B) or an RGB uint8 image
 ALPHA = ("soft", "hard")
@@ -35,10 +36,13 @@ class CutoutOptions:
     shadow_softness: float = 0.03                 # its blur, as a share of the car's width
     instances: bool = False                       # one picture per car, largest first
     instances_min_area: float = 0.01              # ... each covering at least this share of the photo
+    subject: str = "main"                         # main: the photo's car (not those parked behind it); all: every car
 
     def __post_init__(self) -> None:
         if self.alpha not in ALPHA:
             raise CarsegError(f"--alpha {self.alpha}: choose one of {', '.join(ALPHA)}")
+        if self.subject not in SUBJECTS:
+            raise CarsegError(f"--subject {self.subject}: choose one of {', '.join(SUBJECTS)}")
         for name, low, high in (("shadow_strength", 0.0, 1.0), ("shadow_softness", 0.0, 1.0), ("instances_min_area", 0.0, 1.0)):
             if not low <= getattr(self, name) <= high:
                 raise CarsegError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be in [{low:g}, {high:g}]")
@@ -95,10 +99,19 @@ def binarize(prob: np.ndarray, threshold: float) -> np.ndarray:
     return cv2.compare(prob, float(threshold), cv2.CMP_GT)
 
 
-def compose(photo: np.ndarray, prob: np.ndarray, options: CutoutOptions, threshold: float) -> List[np.ndarray]:
-    """The cut-out of ``photo`` (RGB uint8) given its full-resolution probability map: RGBA on a transparent
-    background, else RGB. One picture, or with ``instances`` one per car, largest first (none without a car)."""
+def car_mask(prob: np.ndarray, options: CutoutOptions, threshold: float) -> np.ndarray:
+    """The cut-out's 0/255 mask: the thresholded probabilities, only the main car's region with ``subject="main"``
+    (every car with ``instances``, which gives each its own picture)."""
     hard = binarize(prob, threshold)
+    return main_subject(hard) if options.subject == "main" and not options.instances else hard
+
+
+def compose(photo: np.ndarray, prob: np.ndarray, options: CutoutOptions, threshold: float,
+            hard: Optional[np.ndarray] = None) -> List[np.ndarray]:
+    """The cut-out of ``photo`` (RGB uint8) given its full-resolution probability map: RGBA on a transparent
+    background, else RGB. One picture, or with ``instances`` one per car, largest first (none without a car).
+    ``hard``: ``car_mask``'s answer when the caller has it already."""
+    hard = car_mask(prob, options, threshold) if hard is None else hard
     if options.alpha == "soft":
         alpha = soft_alpha(prob, hard, threshold)
         foreground = decontaminate(photo, alpha)

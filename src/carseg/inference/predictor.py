@@ -2,11 +2,11 @@
 
 Only the TorchScript file written by ``catalyst-dl trace`` is needed (no model code); its
 metadata says how to preprocess (size, normalisation) and how to read the output. Without a
-file, the built-in model (``carseg.inference.backends.BUILTIN_MODEL``) is used.
+file, a built-in model is used by name (``carseg.inference.backends.BUILTIN_MODELS``; default ``general``).
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import albumentations as A
 import cv2
@@ -60,11 +60,11 @@ class Predictor:
     """Runs a traced segmentation model on photos of any size (batched, CPU or GPU, optional TTA).
 
     ``backend``: ``torchscript`` (``catalyst-dl trace``'s .pth), ``onnx`` (``--onnx``'s .onnx, run by
-    onnxruntime) or ``auto`` (by the file's suffix). ``model_path`` None: the built-in model.
+    onnxruntime) or ``auto`` (by the file's suffix). ``model``: a path, or a built-in model's name (None: ``general``).
     ``refine``: ``guided`` (default) moves the upsampled edges onto the photo's edges, ``none`` keeps them bilinear.
     """
 
-    def __init__(self, model_path: Optional[Path] = None, device: str = "auto", tta: str = "none",
+    def __init__(self, model: Union[None, str, Path] = None, device: str = "auto", tta: str = "none",
                  threshold: Optional[float] = None, image_size: Optional[int] = None, backend: str = "auto",
                  refine: str = "guided"):
         if tta not in TTA_TRANSFORMS:
@@ -73,8 +73,8 @@ class Predictor:
             raise CarsegError(f"--refine {refine}: choose one of {', '.join(REFINE)}")
         self.refine = refine
         self.device = resolve_device(device)
-        self.backend = backend_for(model_path, backend)
-        traced, self.metadata = load_model(model_path, self.backend, self.device)
+        self.backend = backend_for(model, backend)
+        traced, self.metadata = load_model(model, self.backend, self.device)
         self.threshold = self.metadata.threshold if threshold is None else threshold
         self.max_size = image_size or max(self.metadata.image_size)
         divisor = self.metadata.size_divisor

@@ -18,7 +18,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from carseg.errors import CarsegError, one_line
-from carseg.inference.cutout import binarize, compose
+from carseg.inference.confidence import confidence
+from carseg.inference.cutout import car_mask, compose
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.serve.batcher import Batcher
 from carseg.serve.limits import BodyLimit, error, validation_error
@@ -104,16 +105,19 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
         return photo, background, predictor.prepare(photo)
 
     def finish(photo: np.ndarray, prob: np.ndarray, options: RemoveOptions, background: Optional[np.ndarray],
-               name: str) -> Tuple[bytes, str]:
-        """The answer's body and file name: one picture, or a ZIP of one per car with ``instances``."""
+               name: str) -> Tuple[bytes, str, float]:
+        """The answer's body, file name and confidence: one picture, or a ZIP of one per car with ``instances``."""
         full = predictor.upsample(prob, photo)
         threshold = predictor.threshold if options.threshold is None else options.threshold
+        cutout = options.cutout(background)
+        hard = car_mask(full, cutout, threshold)
+        score = confidence(full, hard)
         if options.mask:
-            return encode(binarize(full, threshold), "png"), f"{name}_mask.png"
-        pictures = [encode(picture, options.format) for picture in compose(photo, full, options.cutout(background), threshold)]
+            return encode(hard, "png"), f"{name}_mask.png", score
+        pictures = [encode(picture, options.format) for picture in compose(photo, full, cutout, threshold, hard)]
         if options.instances:
-            return zip_pictures(pictures, name, options.format), f"{name}.zip"
-        return pictures[0], f"{name}.{options.format}"
+            return zip_pictures(pictures, name, options.format), f"{name}.zip", score
+        return pictures[0], f"{name}.{options.format}", score
 
     @app.post("/api/remove", response_class=Response, openapi_extra={"requestBody": UPLOAD}, responses={
         200: {"content": {media: {} for media in MEDIA_TYPES.values()}, "description": "the cut-out, the mask, "
@@ -128,12 +132,13 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
                 upload = await read_upload(request)
                 photo, background, prepared = await in_pool(prepare, upload)
                 prob, batch_size = await request.app.state.batcher(prepared)
-                body, filename = await in_pool(finish, photo, prob, options, background, upload.name)
+                body, filename, score = await in_pool(finish, photo, prob, options, background, upload.name)
         except TimeoutError:
             raise ServeError(504, f"no answer within {settings.timeout_s:g} s (--timeout): the service is busy; "
                                   "retry later or send a smaller photo") from None
         return Response(body, media_type=MEDIA_TYPES[Path(filename).suffix[1:]], headers={
-            "X-Batch-Size": str(batch_size), "Content-Disposition": f'inline; filename="{filename}"'})
+            "X-Batch-Size": str(batch_size), "X-Confidence": f"{score:.4f}",
+            "Content-Disposition": f'inline; filename="{filename}"'})
 
     @app.get("/health")
     async def health(request: Request) -> dict:

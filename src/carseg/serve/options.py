@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from carseg.errors import CarsegError, one_line
 from carseg.inference.cutout import ALPHA, CutoutOptions, parse_background, parse_canvas, parse_crop
+from carseg.inference.subject import SUBJECTS
 
 COLOURS = "use transparent, white or R,G,B with values 0-255 (a picture: upload it as the multipart field 'background')"
 DEFAULTS = CutoutOptions()
@@ -39,6 +40,8 @@ class RemoveOptions(BaseModel):
     shadow_softness: float = Field(DEFAULTS.shadow_softness, ge=0, le=1, description="its blur, share of the car's width")
     instances: bool = Field(False, description="one cut-out per car, largest first, as a ZIP of NAME_1.png, NAME_2.png, ...")
     instances_min_area: float = Field(DEFAULTS.instances_min_area, ge=0, le=1, description="smallest car, share of the photo")
+    subject: Literal[SUBJECTS] = Field(DEFAULTS.subject, description="main: only the photo's car, not those parked "
+                                       "behind it; all: every car in one picture")
     threshold: Optional[float] = Field(None, ge=0, le=1, description="probability threshold (default: the model's)")
     format: Literal["png", "jpg", "webp"] = Field("png", description="image format of the answer")
     mask: bool = Field(False, description="send the mask (grey PNG, 0/255) instead of the cut-out")
@@ -72,7 +75,7 @@ class RemoveOptions(BaseModel):
             crop=None if self.crop is None else parse_crop(self.crop),
             canvas=None if self.canvas is None else parse_canvas(self.canvas), shadow=self.shadow,
             shadow_strength=self.shadow_strength, shadow_softness=self.shadow_softness, instances=self.instances,
-            instances_min_area=self.instances_min_area)
+            instances_min_area=self.instances_min_area, subject=self.subject)
 
 
 def allowed_values() -> Dict[str, List[str]]:

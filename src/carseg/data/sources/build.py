@@ -67,14 +67,14 @@ def build(sources_dir: Path, out: Path, only: Optional[Sequence[str]] = None, ma
     unknown = set(only or ()) - set(SOURCES)
     if unknown:
         raise CarsegError(f"unknown source {sorted(unknown)[0]!r}; choose from {', '.join(SOURCES)}")
-    (out / "train").mkdir(parents=True, exist_ok=True)
-    (out / "train_masks").mkdir(parents=True, exist_ok=True)
     cache: Dict[str, GitBlobs] = {}
     by_repo: Dict[str, List[Entry]] = {}
     for entry in entries:
         by_repo.setdefault(entry.repo, []).append(entry)
     for repo, group in by_repo.items():
         blobs = _blobs(sources_dir, repo, group[0].commit, cache)
+        (out / "train").mkdir(parents=True, exist_ok=True)  # only once a clone is found: a failed build leaves nothing
+        (out / "train_masks").mkdir(parents=True, exist_ok=True)
         paths = [p for e in group for p in (e.image, *e.masks.split(";"))]
         data = dict(blobs.read(paths))
         for entry in group:
