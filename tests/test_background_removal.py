@@ -230,7 +230,7 @@ def test_cli_instances_canvas_shadow(tmp_path, oracle_model):
                  "--background", "white", "--image-size", "300")
     assert result.returncode == 0, result.stderr
     assert "done 1," in result.stdout and "2 cars cut out" in result.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["two_1.png", "two_2.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["summary.csv", "two_1.png", "two_2.png"]
     first, second = (np.asarray(Image.open(out / f"two_{i}.png")) for i in (1, 2))
     assert first.shape == second.shape == (120, 160, 3)
     red = lambda picture: (picture[..., 0] > 150) & (picture[..., 2] < 100)

@@ -55,7 +55,7 @@ def test_run_writes_checkpoints_logs_and_config(prepared, tmp_path):
         assert (logdir / "checkpoints" / name).is_file()
     saved = yaml.safe_load((logdir / "configs" / "_config.yml").read_text())
     assert saved["model"]["base_channels"] == 4 and saved["run"][0]["logdir"] == str(logdir)
-    assert "_base_" not in saved and len(saved["run"][0]["callbacks"]) == 8 and saved["optimizer"]["lr"] == 0.003  # complete
+    assert "_base_" not in saved and len(saved["run"][0]["callbacks"]) == 9 and saved["optimizer"]["lr"] == 0.003  # complete
     assert (logdir / "configs" / "demo.yml").is_file() and (logdir / "configs" / "tiny.yml").is_file()
     valid = pd.read_csv(logdir / "csv_logger" / "valid.csv")
     assert {"dice", "iou", "loss"} <= set(valid.columns) and len(valid) == 2

@@ -171,8 +171,8 @@ def test_cli_scores_known_answers(oracle, labelled, tmp_path, capsys):
 
     rows = read_csv(out / "scores.csv")
     assert set(rows) == {"exact.png", "missed.png", "odd.png", "nocar.png"}
-    assert list(next(iter(rows.values()))) == ["image", "dice", "iou", "accuracy", "precision", "recall", "f1", "roc_auc",
-                                                   "boundary_iou", "alpha_mae"]
+    assert list(next(iter(rows.values()))) == ["image", "kind", "size", "car_fraction", "confidence", "dice", "iou", "accuracy",
+                                               "precision", "recall", "f1", "roc_auc", "boundary_iou", "alpha_mae"]
     for name, dice in expected.items():
         assert float(rows[f"{name}.png"]["dice"]) == pytest.approx(dice, abs=1e-6), name
     assert float(rows["exact.png"]["roc_auc"]) == 1.0 and rows["nocar.png"]["roc_auc"] == ""  # AUC undefined
@@ -195,6 +195,28 @@ def test_cli_scores_known_answers(oracle, labelled, tmp_path, capsys):
     means = report["mean"]
     assert lines[-1] == f"dice={means['dice']:.4f} iou={means['iou']:.4f} n=4"
     assert any(line.split()[0] == "roc_auc" for line in lines[:-1])  # the table of means
+
+
+def test_cli_reports_dice_by_kind_and_size_and_the_confidence_rank_correlation(oracle, labelled, tmp_path, capsys):
+    images, masks, _ = labelled
+    kinds = {"exact": "studio", "missed": "street", "odd": "street", "nocar": "video"}
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("image,mask,kind\n" + "".join(f"{images / n}.png,{masks / n}_mask.png,{k}\n" for n, k in kinds.items()))
+    code = evaluate_main([str(oracle), "--pairs", str(pairs), "--workers", "0", "--quiet", "--device", "cpu", "--refine", "none",
+                          "--csv", str(tmp_path / "scores.csv"), "--json", str(tmp_path / "scores.json")])
+    assert code == 0
+    rows = read_csv(tmp_path / "scores.csv")
+    assert {name[:-4]: row["kind"] for name, row in rows.items()} == kinds
+    assert rows["nocar.png"]["size"] == "small (<5%)" and float(rows["nocar.png"]["car_fraction"]) == 0
+    report = json.loads((tmp_path / "scores.json").read_text())
+    street = np.mean([float(rows[n]["dice"]) for n in ("missed.png", "odd.png")])
+    assert report["mean_by_kind"]["street"]["n"] == 2 and report["mean_by_kind"]["street"]["dice"] == pytest.approx(street)
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.split()[:3] == ["street", "2", f"{street:.4f}"] for line in lines)
+    ranks = [np.argsort(np.argsort([float(r[k]) for r in rows.values()])) for k in ("confidence", "dice")]
+    spearman = np.corrcoef(*ranks)[0, 1]
+    assert report["confidence_spearman"] == pytest.approx(spearman)
+    assert f"confidence vs dice: Spearman {spearman:.3f}" in lines
 
 
 def test_cli_real_unet_on_tiny_dataset(traced_unet, tiny_dataset, tmp_path):

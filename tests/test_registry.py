@@ -117,7 +117,7 @@ MODEL = "_base_/models/carseg_unet.yml"
     (MODEL, "_target_: UNet", "_target_: UNett", ["model._target_", "unknown name 'UNett'", "did you mean 'UNet'"]),
     (MODEL, "base_channels: 16", "base_chanels: 16", ["model.base_chanels", "did you mean 'base_channels'"]),
     ("demo.yml", "num_epochs: 10", "num_epoch: 10", ["run[0].num_epoch", "did you mean 'num_epochs'"]),
-    ("_base_/default_runtime.yml", "patience: 8", "patiense: 8", ["run[0].callbacks[4].patiense", "did you mean 'patience'"]),
+    ("_base_/default_runtime.yml", "patience: 8", "patiense: 8", ["run[0].callbacks[5].patiense", "did you mean 'patience'"]),
 ])
 def test_bad_config_names_the_key(tmp_path, name, old, new, fragments):
     path = config_with(tmp_path, old, new, name)
@@ -173,7 +173,7 @@ def test_real_recipe_merges_over_unet():
     validate(config, "real.yml")
     callbacks = config["run"][0]["callbacks"]
     assert [c["_target_"] for c in callbacks] == [c["_target_"] for c in load_configs([ROOT / "configs" / "unet.yml"])["run"][0]["callbacks"]]
-    assert callbacks[1]["input_key"] == "probs" and callbacks[4]["patience"] == config["run"][0]["num_epochs"]
+    assert callbacks[1]["input_key"] == "probs" and callbacks[5]["patience"] == config["run"][0]["num_epochs"]
     assert config["model"]["encoder_weights"] is None and config["experiment"]["soft_masks"] is True
     assert config["scheduler"]["T_max"] == config["run"][0]["num_epochs"] and config["engine"]["bf16"] is True
     # the built-in model is this recipe on all cars: nothing else may differ

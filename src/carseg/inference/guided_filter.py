@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 # Tuned on the real development set's validation cars (full-resolution Dice 0.9863 -> 0.9876 with the
-# built-in model's recipe; radius 32 and eps 1e-2 did worse): see src/carseg/builtin_model/README.md.
+# built-in model's recipe; radius 32 and eps 1e-2 did worse): see src/carseg/builtin_model/studio/README.md.
 RADIUS = 8       # full-resolution pixels: about one network pixel of a 256x384 model on a 1918x1280 photo
 EPS = 1e-3       # edges weaker than ~0.03 grey levels (of 1) are smoothed over, not followed
 SUBSAMPLE = 4    # the linear coefficients are computed at 1/4 scale: ~13 ms for a 1918x1280 photo
