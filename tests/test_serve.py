@@ -57,6 +57,7 @@ def test_cut_out_has_the_photo_size_and_the_car(client, car):
         assert iou(cutout[..., 3] > 127, truth) > 0.95
         assert np.abs(cutout[truth][:, :3].astype(int) - photo[truth]).mean() < 8  # the car's own colours
     assert 'filename="car.png"' in remove(client, body).headers["content-disposition"]
+    assert 0.5 < float(remove(client, body).headers["x-confidence"]) <= 1  # a clear car: a confident cut-out
 
 
 def test_options_are_honoured(client, car):
@@ -76,6 +77,10 @@ def test_options_are_honoured(client, car):
     assert abs(cropped.shape[0] - np.ptp(rows) - 1) <= 4 and abs(cropped.shape[1] - np.ptp(cols) - 1) <= 4
     assert decoded(remove(client, body, canvas="100x80").content).shape == (80, 100, 4)
     below = (slice(rows.max() + 1, rows.max() + 4), slice(cols.min() + 20, cols.max() - 20))
+    second = photo.copy()
+    second[5:25, 5:45] = (220, 20, 20)  # a small car in the corner: left out of the photo's subject, kept with all
+    assert decoded(remove(client, encoded(second)).content)[15, 25, 3] == 0
+    assert decoded(remove(client, encoded(second), subject="all").content)[15, 25, 3] == 255
     shadowed = decoded(remove(client, body, shadow="true", shadow_strength="0.8").content)
     assert shadowed[below][..., 3].mean() > 10 > decoded(remove(client, body).content)[below][..., 3].mean()
     assert decoded(remove(client, body, threshold="0.999999", mask="true").content).max() == 0  # the oracle's p < 1

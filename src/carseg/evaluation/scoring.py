@@ -12,8 +12,7 @@ import numpy as np
 from carseg.data.images import read_image, read_mask
 from carseg.data.pairs import check_same_size
 from carseg.evaluation.metrics import METRICS, scores
-from carseg.inference.confidence import confidence
-from carseg.inference.cutout import CutoutOptions, car_mask
+from carseg.inference.cutout import CutoutOptions
 from carseg.inference.matting import soft_alpha
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.inference.streaming import stream
@@ -81,13 +80,12 @@ def evaluate(pairs: List[Pair], predictor: Predictor, batch_size: int = 8, worke
 
     def finish(job: Tuple[int, Pair], extras: Tuple[np.ndarray, np.ndarray], prob: np.ndarray) -> Dict:
         (index, pair), (gray, truth) = job, extras
-        full = predictor.upsample(prob, gray)
-        hard = car_mask(full, options, predictor.threshold)
-        pred = hard > 0
-        scored = soft_alpha(full, hard, predictor.threshold) if alpha == "soft" else pred
+        cut = predictor.cut(prob, gray, options)
+        pred = cut.hard > 0
+        scored = soft_alpha(cut.prob, cut.hard, predictor.threshold) if alpha == "soft" else pred
         car_fraction = float(np.count_nonzero(truth)) / truth.size
         row = {"image": pair[0].name, "kind": kinds[index] if kinds is not None else "", "size": size_class(car_fraction),
-               "car_fraction": car_fraction, "confidence": confidence(full, hard), **scores(scored, truth, full)}
+               "car_fraction": car_fraction, "confidence": cut.confidence, **scores(scored, truth, cut.prob)}
         if num_overlays > 0:  # keep only the worst few masks in memory
             with lock:
                 heapq.heappush(result.worst, (-row["dice"], -index, pair[0], pred, truth))

@@ -19,7 +19,8 @@ from carseg.data.images import image_size, read_image
 from carseg.data.transforms import post_transforms, resize_longest
 from carseg.errors import CarsegError
 from carseg.inference.backends import backend_for, load_model
-from carseg.inference.cutout import CutoutOptions, binarize, compose
+from carseg.inference.confidence import confidence
+from carseg.inference.cutout import CutoutOptions, binarize, car_mask, compose
 from carseg.inference.guided_filter import guided_filter
 
 CPU_BATCH_PIXELS = 8 * 128 * 192  # network input pixels per forward pass on CPU (see Predictor.default_batch_size)
@@ -46,6 +47,15 @@ class _Probabilities(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
         return torch.sigmoid(out) if self.logits else out
+
+
+@dataclass
+class Cut:
+    """One photo's cut-out mask, as every command makes it (``Predictor.cut``)."""
+
+    prob: np.ndarray    # float32 probabilities at the photo's size
+    hard: np.ndarray    # uint8 0/255: the car(s) the cut-out keeps (the main car with ``subject="main"``)
+    confidence: float   # carseg.inference.confidence: how far to trust it, in [0, 1]
 
 
 @dataclass
@@ -141,6 +151,14 @@ class Predictor:
         full = cv2.resize(prob, (photo.shape[1], photo.shape[0]), interpolation=cv2.INTER_LINEAR)
         return guided_filter(photo, full) if self.refine == "guided" else full
 
+    def cut(self, prob: np.ndarray, photo: np.ndarray, options: CutoutOptions = CutoutOptions(),
+            threshold: Optional[float] = None) -> Cut:
+        """The per-photo step after the forward pass: ``prob`` (from ``forward``) at the size of ``photo`` (RGB or grey),
+        the cut-out's mask at ``threshold`` (default: the model's) and its confidence."""
+        full = self.upsample(prob, photo)
+        hard = car_mask(full, options, self.threshold if threshold is None else threshold)
+        return Cut(full, hard, confidence(full, hard))
+
     def probabilities(self, prepared: Sequence[Prepared], photos: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Probability maps (float32, each at its photo's own resolution) for one batch; ``photos`` (RGB or grey)
         give the size and guide the edges."""
@@ -162,4 +180,5 @@ class Predictor:
     def remove_background(self, image: np.ndarray, options: CutoutOptions = CutoutOptions()) -> List[np.ndarray]:
         """The car cut out of one RGB image (see ``carseg.inference.cutout.compose``): one picture, or one per car
         with ``options.instances``."""
-        return compose(image, self.probabilities([self.prepare(image)], [image])[0], options, self.threshold)
+        cut = self.cut(self.forward([self.prepare(image)])[0], image, options)
+        return compose(image, cut.prob, options, self.threshold, cut.hard)

@@ -18,8 +18,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from carseg.errors import CarsegError, one_line
-from carseg.inference.confidence import confidence
-from carseg.inference.cutout import car_mask, compose
+from carseg.inference.cutout import compose
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.serve.batcher import Batcher
 from carseg.serve.limits import BodyLimit, error, validation_error
@@ -107,17 +106,15 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
     def finish(photo: np.ndarray, prob: np.ndarray, options: RemoveOptions, background: Optional[np.ndarray],
                name: str) -> Tuple[bytes, str, float]:
         """The answer's body, file name and confidence: one picture, or a ZIP of one per car with ``instances``."""
-        full = predictor.upsample(prob, photo)
         threshold = predictor.threshold if options.threshold is None else options.threshold
         cutout = options.cutout(background)
-        hard = car_mask(full, cutout, threshold)
-        score = confidence(full, hard)
+        cut = predictor.cut(prob, photo, cutout, threshold)
         if options.mask:
-            return encode(hard, "png"), f"{name}_mask.png", score
-        pictures = [encode(picture, options.format) for picture in compose(photo, full, cutout, threshold, hard)]
+            return encode(cut.hard, "png"), f"{name}_mask.png", cut.confidence
+        pictures = [encode(picture, options.format) for picture in compose(photo, cut.prob, cutout, threshold, cut.hard)]
         if options.instances:
-            return zip_pictures(pictures, name, options.format), f"{name}.zip", score
-        return pictures[0], f"{name}.{options.format}", score
+            return zip_pictures(pictures, name, options.format), f"{name}.zip", cut.confidence
+        return pictures[0], f"{name}.{options.format}", cut.confidence
 
     @app.post("/api/remove", response_class=Response, openapi_extra={"requestBody": UPLOAD}, responses={
         200: {"content": {media: {} for media in MEDIA_TYPES.values()}, "description": "the cut-out, the mask, "
