@@ -117,6 +117,7 @@ MODEL = "_base_/models/carseg_unet.yml"
     (MODEL, "_target_: UNet", "_target_: UNett", ["model._target_", "unknown name 'UNett'", "did you mean 'UNet'"]),
     (MODEL, "base_channels: 16", "base_chanels: 16", ["model.base_chanels", "did you mean 'base_channels'"]),
     ("demo.yml", "num_epochs: 10", "num_epoch: 10", ["run[0].num_epoch", "did you mean 'num_epochs'"]),
+    ("demo.yml", "\noptimizer:", "\noptimiser:", ["unknown section 'optimiser:'", "did you mean 'optimizer'"]),
     ("_base_/default_runtime.yml", "patience: 8", "patiense: 8", ["run[0].callbacks[5].patiense", "did you mean 'patience'"]),
 ])
 def test_bad_config_names_the_key(tmp_path, name, old, new, fragments):

@@ -147,7 +147,13 @@ def _check_keys(func: Callable, keys: Iterable[str], where: str, source: str, st
 
 
 def validate(config: Dict[str, Any], source: str) -> None:
-    """Fail early, naming the key, on unknown ``_target_`` names and misspelt keys."""
+    """Fail early, naming the key, on unknown ``_target_`` names, misspelt keys and misspelt sections (a top-level
+    section carseg does not know is allowed only when it builds something: ``_target_``)."""
+    sections = [*BUILD_ORDER, "study"]  # study: catalyst-dl tune's Optuna settings
+    for section, value in config.items():
+        if section not in sections and not (isinstance(value, dict) and "_target_" in value):
+            raise CarsegError(f"{source}: unknown section '{section}:'{_suggest(section, sections)}; "
+                              f"sections: {', '.join(sections)} (or your own, with a _target_)")
     for section in ("runner", "run"):
         if section not in config:
             raise CarsegError(f"{source}: missing section '{section}:'")
