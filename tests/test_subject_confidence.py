@@ -1,5 +1,6 @@
 """The photo's subject (main car vs every car), the per-photo confidence, and OUT/summary.csv with its review count."""
 import csv
+import os
 
 import cv2
 import numpy as np
@@ -69,7 +70,7 @@ def write_photo(path, colour, size=(64, 96)):
 
 
 def read_rows(path):
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
         return {row["photo"].rsplit("/", 1)[1]: row for row in csv.DictReader(handle)}
 
 
@@ -100,3 +101,22 @@ def test_review_below_out_of_range_is_one_line(tmp_path, oracle_model, capsys):
     write_photo(tmp_path / "in" / "a.png", (230, 10, 10))
     assert car_segmentation([str(tmp_path / "in"), str(tmp_path / "out"), str(oracle_model), "--review-below", "2"]) == 1
     assert "--review-below 2.0: must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_odd_file_names_are_processed_and_logged_on_one_line(tmp_path, oracle_model, capsys):
+    """A name with a newline and a name that is not UTF-8: both cut out; a broken one is one escaped log line."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_photo(folder / "two\nlines.png", (230, 10, 10))
+    write_photo(folder / os.fsdecode(b"caf\xe9.png"), (230, 10, 10))  # Latin-1 bytes: not UTF-8
+    (folder / "bad\nname.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    assert car_segmentation([str(folder), str(out), str(oracle_model), "--quiet", "--workers", "0"]) == 1
+    assert (out / "two\nlines.png").is_file() and (out / os.fsdecode(b"caf\xe9.png")).is_file()
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("failed: ") and "bad\\nname.jpg" in errors[0]
+    rows = read_rows(out / "summary.csv")
+    assert rows["two\nlines.png"]["status"] == "done" and rows["bad\nname.jpg"]["status"] == "failed"
+    for shard in ("0/2", "1/2"):  # sharding hashes the names' bytes: the two shards cover every photo once
+        car_segmentation([str(folder), str(tmp_path / "shards"), str(oracle_model), "--quiet", "--shard", shard])
+    assert sorted(p.name for p in (tmp_path / "shards").glob("*.png")) == sorted(p.name for p in out.glob("*.png"))

@@ -6,6 +6,12 @@ class CarsegError(Exception):
     """A user-facing error: its message is one line that names the file or key and what to do."""
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) and undecodable bytes (a file name that is not
+    UTF-8) written as escapes, so one log line stays one line and can be printed."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text)
+
+
 def one_line(exc: BaseException) -> str:
     """The message as one line; a CarsegError re-raised from a DataLoader worker carries a traceback."""
     lines = str(exc).strip().splitlines() or [type(exc).__name__]

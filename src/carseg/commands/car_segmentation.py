@@ -7,7 +7,7 @@ from typing import List, Optional, Tuple
 
 from carseg.commands.model_options import add_model_options, load_predictor
 from carseg.data.images import ENCODE_PARAMS
-from carseg.errors import CarsegError
+from carseg.errors import CarsegError, printable
 from carseg.inference.background_removal import SUMMARY_CSV, plan_jobs, remove_backgrounds
 from carseg.inference.cutout import ALPHA, CutoutOptions, parse_background, parse_canvas, parse_crop
 from carseg.inference.subject import SUBJECTS
@@ -61,7 +61,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="process only shard I of N (0-based), for job arrays")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    log = lambda line: print(line, file=sys.stderr)
+    log = lambda line: print(printable(line), file=sys.stderr)
     try:
         if args.batch_size is not None and args.batch_size < 1:
             raise CarsegError(f"--batch-size {args.batch_size}: must be at least 1")

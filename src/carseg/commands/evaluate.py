@@ -8,7 +8,7 @@ from typing import List, Optional, Tuple
 from carseg.commands.model_options import add_model_options, load_predictor
 from carseg.data.dataset import read_pairs_csv
 from carseg.data.pairs import pair_by_name
-from carseg.errors import CarsegError
+from carseg.errors import CarsegError, printable
 from carseg.evaluation.report import summary_lines, write_csv, write_json, write_overlays
 from carseg.evaluation.scoring import evaluate
 from carseg.inference.backends import model_path
@@ -68,7 +68,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    log = lambda line: print(line, file=sys.stderr)
+    log = lambda line: print(printable(line), file=sys.stderr)
     try:
         _check_args(args)
         kinds = None

@@ -1,5 +1,6 @@
 """Background removal of a folder: plan one job per photo, stream them through the Predictor, write cut-outs."""
 import csv
+import os
 import time
 import zlib
 from dataclasses import asdict, dataclass, fields
@@ -68,7 +69,7 @@ class Summary:
 def _earlier_rows(path: Path) -> Dict[str, Dict[str, str]]:
     """The rows of an earlier run's summary.csv by photo (none when absent or unreadable)."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
             return {row["photo"]: row for row in csv.DictReader(handle)}
     except (OSError, UnicodeDecodeError, csv.Error, KeyError):
         return {}
@@ -83,7 +84,7 @@ def _skipped_row(job: Job, earlier: Dict[str, str]) -> PhotoRow:
 def write_summary_csv(path: Path, rows: List[PhotoRow]) -> None:
     """``rows`` as ``path`` (atomically)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.DictWriter(handle, [f.name for f in fields(PhotoRow)])
         writer.writeheader()
         writer.writerows(asdict(row) for row in rows)
@@ -96,7 +97,7 @@ def instance_path(output: Path, number: int) -> Path:
 
 def in_shard(relative: Path, shard: Tuple[int, int]) -> bool:
     """Deterministic by file name (a hash, not a position), so adding files does not reshuffle shards."""
-    return zlib.crc32(relative.as_posix().encode("utf-8")) % shard[1] == shard[0]
+    return zlib.crc32(os.fsencode(relative.as_posix())) % shard[1] == shard[0]  # a name's bytes, UTF-8 or not
 
 
 def plan_jobs(in_dir: Path, out_dir: Path, fmt: str, save_mask: bool, recursive: bool,
