@@ -120,3 +120,16 @@ def test_odd_file_names_are_processed_and_logged_on_one_line(tmp_path, oracle_mo
     for shard in ("0/2", "1/2"):  # sharding hashes the names' bytes: the two shards cover every photo once
         car_segmentation([str(folder), str(tmp_path / "shards"), str(oracle_model), "--quiet", "--shard", shard])
     assert sorted(p.name for p in (tmp_path / "shards").glob("*.png")) == sorted(p.name for p in out.glob("*.png"))
+
+
+def test_photos_over_max_megapixels_fail_from_their_header(tmp_path, oracle_model, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_photo(folder / "small.png", (230, 10, 10), size=(64, 96))     # 6,144 pixels
+    write_photo(folder / "large.png", (230, 10, 10), size=(200, 300))   # 60,000 pixels
+    code = car_segmentation([str(folder), str(tmp_path / "out"), str(oracle_model), "--quiet", "--max-megapixels", "0.05"])
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(errors) == 1
+    assert errors[0] == f"failed: {folder / 'large.png'}: 300x200 is 0.1 megapixels, over --max-megapixels 0.05; " \
+                        "raise the limit if the photo is real, or remove it"
+    assert (tmp_path / "out" / "small.png").is_file() and not (tmp_path / "out" / "large.png").exists()

@@ -49,6 +49,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="main: only the photo's car, not those parked behind it (default); all: every car in one picture")
     parser.add_argument("--review-below", type=float, default=0.5, metavar="C",
                         help="count the photos whose confidence (OUT/summary.csv) is under C (default %(default)s)")
+    parser.add_argument("--max-megapixels", type=float, default=150.0, metavar="MP",
+                        help="refuse photos over MP megapixels from their header, before decoding (default %(default)s)")
     parser.add_argument("--instances-min-area", type=float, default=CutoutOptions.instances_min_area, metavar="A",
                         help="with --instances: smallest car, as a share of the photo (default %(default)s)")
     parser.add_argument("--format", choices=tuple(ENCODE_PARAMS), default="png")
@@ -71,6 +73,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 shadow=args.shadow, shadow_strength=args.shadow_strength,
                                 shadow_softness=args.shadow_softness, instances=args.instances,
                                 instances_min_area=args.instances_min_area, subject=args.subject)
+        if args.max_megapixels <= 0:
+            raise CarsegError(f"--max-megapixels {args.max_megapixels}: must be positive")
         if not 0 <= args.review_below <= 1:
             raise CarsegError(f"--review-below {args.review_below}: must be in [0, 1]")
         if isinstance(options.background, str) and args.format == "jpg":
@@ -80,7 +84,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         summary = remove_backgrounds(jobs, predictor, options, args.format,
                                      args.batch_size or predictor.default_batch_size, args.workers,
                                      args.overwrite, progress=not args.quiet, log=log,
-                                     summary_csv=args.output / SUMMARY_CSV, review_below=args.review_below)
+                                     summary_csv=args.output / SUMMARY_CSV, review_below=args.review_below,
+                                     max_megapixels=args.max_megapixels)
     except CarsegError as exc:
         log(f"car_segmentation.py: error: {exc}")
         return 1

@@ -42,9 +42,21 @@ def image_size(path: Path) -> Tuple[int, int]:
     try:
         with Image.open(path) as img:
             width, height = img.size
+    except Image.DecompressionBombError:
+        raise CarsegError(f"{path}: over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, more than any photo "
+                          "(a decompression bomb?); replace or remove the file") from None
     except Exception as exc:  # PIL raises many types for broken files
         raise CarsegError(f"{path}: cannot read image header ({exc}); replace or remove the file") from exc
     return height, width
+
+
+def check_pixels(path: Path, max_megapixels: float) -> None:
+    """Refuse a photo over ``max_megapixels`` from its header, before anything decodes it (a 36 KB PNG can hold
+    300 megapixels, 7.8 GB once decoded)."""
+    height, width = image_size(path)
+    if height * width > max_megapixels * 1e6:
+        raise CarsegError(f"{path}: {width}x{height} is {height * width / 1e6:.1f} megapixels, over --max-megapixels "
+                          f"{max_megapixels:g}; raise the limit if the photo is real, or remove it")
 
 
 def read_image(path: Path, target_hw: Optional[Tuple[int, int]] = None, full_hw: Optional[Tuple[int, int]] = None) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from carseg.atomic import atomic_path
-from carseg.data.images import IMAGE_SUFFIXES, read_image, write_image_atomic
+from carseg.data.images import IMAGE_SUFFIXES, check_pixels, read_image, write_image_atomic
 from carseg.errors import CarsegError
 from carseg.inference.cutout import CutoutOptions, compose
 from carseg.inference.predictor import Predictor, Prepared
@@ -133,11 +133,12 @@ def plan_jobs(in_dir: Path, out_dir: Path, fmt: str, save_mask: bool, recursive:
 
 def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOptions = CutoutOptions(), fmt: str = "png",
                        batch_size: int = 8, workers: int = 2, overwrite: bool = False, progress: bool = True,
-                       log=print, summary_csv: Optional[Path] = None, review_below: float = 0.5) -> Summary:
+                       log=print, summary_csv: Optional[Path] = None, review_below: float = 0.5,
+                       max_megapixels: float = 150.0) -> Summary:
     """Run every job not done yet (all with ``overwrite``); each failure is logged as one ``failed:`` line.
     With ``options.instances`` a photo is done when its first car's cut-out exists. With ``summary_csv``, one row
     per job is written there at the end (a skipped photo keeps the earlier run's row) and the summary counts the
-    photos whose confidence is under ``review_below``."""
+    photos whose confidence is under ``review_below``. A photo over ``max_megapixels`` fails from its header alone."""
     summary = Summary(cars=0 if options.instances else None, review_below=review_below, summary_csv=summary_csv)
     first = (lambda job: instance_path(job.output, 1)) if options.instances else (lambda job: job.output)
     todo = [job for job in jobs if overwrite or not (first(job).exists() and (job.mask is None or job.mask.exists()))]
@@ -147,6 +148,7 @@ def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOpt
     def read(job: Job) -> Tuple[Prepared, None]:
         # Only the network input travels from the loader workers (a reduced-scale JPEG decode, not 7 MB per
         # photo); the full-size photo is decoded where the cut-out needs it, in the writer thread.
+        check_pixels(job.source, max_megapixels)
         return predictor.read(job.source), None
 
     def finish(job: Job, _, prob: np.ndarray) -> PhotoRow:
