@@ -1,6 +1,7 @@
 """``catalyst-dl run --resume``: a run killed after its first epoch continues to the configured end; the best
 checkpoint is the best epoch's; the checkpoint of a real run traces into a working Predictor."""
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -82,3 +83,24 @@ def test_best_checkpoint_is_the_best_epochs_weights(tmp_path):
     best = torch.load(tmp_path / "model.best.pth")
     assert np.allclose(best["weight"].numpy(), 1.0)
     assert np.allclose(torch.load(tmp_path / "model.last.pth")["weight"].numpy(), 3.0)
+
+
+class _RunsCode:
+    """Unpickling this writes a marker file: what a crafted state file could do with a full unpickler."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_crafted_state_file_runs_no_code(tmp_path):
+    from carseg.errors import CarsegError
+    from carseg.training.resume import TrainingStateCallback
+
+    marker = tmp_path / "pwned"
+    torch.save({"model_state_dict": _RunsCode(marker)}, tmp_path / "training_state.pth")
+    with pytest.raises(CarsegError, match="training_state.pth: cannot resume from it"):
+        TrainingStateCallback(resume=str(tmp_path / "training_state.pth")).on_experiment_start(runner=None)
+    assert not marker.exists()

@@ -41,7 +41,7 @@ class TrainingStateCallback(dl.Callback):
             return
         path = state_path(Path(self.resume))
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data: a crafted file runs no code
             unpack_checkpoint(state, model=runner.engine.unwrap_model(runner.model), criterion=runner.criterion,
                               optimizer=runner.optimizer, scheduler=runner.scheduler)
         except Exception as exc:
