@@ -19,3 +19,13 @@ def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path):
         tmp.write_bytes(b"half")
         raise RuntimeError("check failed")
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_a_link_planted_at_the_temporary_name_is_not_followed(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".car.png.tmp").symlink_to(victim)
+    write_bytes_atomic(tmp_path / "out" / "car.png", b"cut-out")
+    assert victim.read_text() == "keep me" and (tmp_path / "out" / "car.png").read_bytes() == b"cut-out"
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["car.png"]
