@@ -133,3 +133,24 @@ def test_photos_over_max_megapixels_fail_from_their_header(tmp_path, oracle_mode
     assert errors[0] == f"failed: {folder / 'large.png'}: 300x200 is 0.1 megapixels, over --max-megapixels 0.05; " \
                         "raise the limit if the photo is real, or remove it"
     assert (tmp_path / "out" / "small.png").is_file() and not (tmp_path / "out" / "large.png").exists()
+
+
+def test_out_not_writable_fails_before_the_model_loads_and_a_folder_in_the_way_is_a_failure(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_photo(folder / "a.png", (230, 10, 10))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    # the model path does not exist: the OUT check must come first to be the error reported
+    assert car_segmentation([str(folder), str(blocker / "out"), str(tmp_path / "missing.pth")]) == 1
+    assert capsys.readouterr().err.strip() == f"car_segmentation.py: error: {blocker / 'out'}: cannot write there (Not a directory); choose another OUT folder"
+
+
+def test_a_folder_named_like_an_output_is_a_failure_not_a_skip(tmp_path, oracle_model, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_photo(folder / "a.png", (230, 10, 10))
+    (tmp_path / "out" / "a.png").mkdir(parents=True)
+    assert car_segmentation([str(folder), str(tmp_path / "out"), str(oracle_model), "--quiet", "--workers", "0"]) == 1
+    captured = capsys.readouterr()
+    assert "done 0, skipped 0 (already there), failed 1" in captured.out and "a.png" in captured.err

@@ -8,7 +8,7 @@ from typing import List, Optional, Tuple
 from carseg.commands.model_options import add_model_options, load_predictor
 from carseg.data.images import ENCODE_PARAMS
 from carseg.errors import CarsegError, printable
-from carseg.inference.background_removal import SUMMARY_CSV, plan_jobs, remove_backgrounds
+from carseg.inference.background_removal import SUMMARY_CSV, check_writable, plan_jobs, remove_backgrounds
 from carseg.inference.cutout import ALPHA, CutoutOptions, parse_background, parse_canvas, parse_crop
 from carseg.inference.subject import SUBJECTS
 
@@ -80,6 +80,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if isinstance(options.background, str) and args.format == "jpg":
             raise CarsegError("--format jpg has no transparency; use --format png/webp or --background white|R,G,B")
         jobs, ignored = plan_jobs(args.input, args.output, args.format, args.save_mask, args.recursive, parse_shard(args.shard))
+        check_writable(args.output)
         predictor = load_predictor(args)
         summary = remove_backgrounds(jobs, predictor, options, args.format,
                                      args.batch_size or predictor.default_batch_size, args.workers,

@@ -1,6 +1,7 @@
 """Background removal of a folder: plan one job per photo, stream them through the Predictor, write cut-outs."""
 import csv
 import os
+import tempfile
 import time
 import zlib
 from dataclasses import asdict, dataclass, fields
@@ -131,6 +132,15 @@ def plan_jobs(in_dir: Path, out_dir: Path, fmt: str, save_mask: bool, recursive:
     return jobs, len(files) - len(images)
 
 
+def check_writable(out_dir: Path) -> None:
+    """Create ``out_dir`` if needed and prove a file can be written there, before any model is loaded."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as exc:
+        raise CarsegError(f"{out_dir}: cannot write there ({exc.strerror or exc}); choose another OUT folder") from None
+
+
 def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOptions = CutoutOptions(), fmt: str = "png",
                        batch_size: int = 8, workers: int = 2, overwrite: bool = False, progress: bool = True,
                        log=print, summary_csv: Optional[Path] = None, review_below: float = 0.5,
@@ -141,7 +151,7 @@ def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOpt
     photos whose confidence is under ``review_below``. A photo over ``max_megapixels`` fails from its header alone."""
     summary = Summary(cars=0 if options.instances else None, review_below=review_below, summary_csv=summary_csv)
     first = (lambda job: instance_path(job.output, 1)) if options.instances else (lambda job: job.output)
-    todo = [job for job in jobs if overwrite or not (first(job).exists() and (job.mask is None or job.mask.exists()))]
+    todo = [job for job in jobs if overwrite or not (first(job).is_file() and (job.mask is None or job.mask.is_file()))]
     summary.skipped = len(jobs) - len(todo)
     started = time.perf_counter()
 
