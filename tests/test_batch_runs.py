@@ -64,7 +64,7 @@ def test_threshold_moves_the_cut(tmp_path, oracle_model):
     Image.fromarray(photo).save(tmp_path / "in" / "two.png")
     for threshold, pink_is_car in (("0.5", True), ("0.8", False)):
         out = tmp_path / f"out_{threshold}"
-        result = run(str(tmp_path / "in"), str(out), str(oracle_model), "--threshold", threshold, "--save-mask")
+        result = run(str(tmp_path / "in"), str(out), str(oracle_model), "--threshold", threshold, "--save-mask", "--subject", "all")
         assert result.returncode == 0, result.stderr
         mask = np.asarray(Image.open(out / "two_mask.png")) > 0
         assert mask[40:80, 30:90].all() and not mask[:20].any()
