@@ -34,11 +34,11 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * (a & b).sum() / (a.sum() + b.sum())
 
 
-@pytest.mark.parametrize("name, size", [("general", (288, 384)), ("studio", (256, 384))])
+@pytest.mark.parametrize("name, size", [("general", (336, 448)), ("studio", (256, 384))])
 def test_builtin_models_are_small_and_current(name, size):
     assert BUILTIN_MODELS[name].is_file() and BUILTIN_MODELS[name].stat().st_size <= 25 * 2**20
     assert Predictor(name, device="cpu").metadata.image_size == size
-    assert DEFAULT_MODEL == "general" and Predictor(device="cpu").metadata.image_size == (288, 384)
+    assert DEFAULT_MODEL == "general" and Predictor(device="cpu").metadata.image_size == (336, 448)
 
 
 def run_cli(folder, out, *options):

@@ -13,7 +13,7 @@ from carseg.metadata import METADATA_FILE, ModelMetadata
 # The built-in models, each a traced file beside its model card (README.md), chosen by name; the first is the default.
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "builtin_model"
 BUILTIN_MODELS: Dict[str, Path] = {
-    "general": BUILTIN_DIR / "general" / "carseg-general-lite0-288x384.pth",  # cars in any photo: studio, street, video
+    "general": BUILTIN_DIR / "general" / "carseg-general-lite0-336x448.pth",  # cars in any photo: studio, street, video
     "studio": BUILTIN_DIR / "studio" / "carseg-studio-r18-256x384.pth",       # studio turntable photos only
 }
 DEFAULT_MODEL = "general"
