@@ -15,6 +15,7 @@ from carseg.data.images import read_mask
 from carseg.data.synthetic import generate_dataset
 from carseg.errors import CarsegError
 from carseg.metadata import FORMAT, METADATA_FILE, ModelMetadata
+from carseg.commands.model_options import BUILTIN_NAMES
 from carseg.inference.backends import BUILTIN_MODELS, DEFAULT_MODEL
 from carseg.inference.predictor import Predictor
 
@@ -38,6 +39,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 def test_builtin_models_are_small_and_current(name, size):
     assert BUILTIN_MODELS[name].is_file() and BUILTIN_MODELS[name].stat().st_size <= 25 * 2**20
     assert Predictor(name, device="cpu").metadata.image_size == size
+    assert BUILTIN_NAMES == tuple(BUILTIN_MODELS)  # the options' copy (kept import-free) names the same models
     assert DEFAULT_MODEL == "general" and Predictor(device="cpu").metadata.image_size == (336, 448)
 
 

@@ -7,10 +7,10 @@ import pandas as pd
 
 from carseg.atomic import atomic_path
 from carseg.data.pairs import car_id, check_pairs, folds_by_car, pair_by_name, split_by_car, split_by_sources
+from carseg.data.sources import SOURCES_CSV
 from carseg.errors import CarsegError
 
 FOLDS_CSV = "dataset_folds.csv"
-SOURCES_CSV = "sources.csv"  # written by carseg.data.sources.build
 
 
 def _names(paths: List[Path], limit: int = 3) -> str:

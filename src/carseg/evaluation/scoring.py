@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+from scipy.stats import spearmanr
 
 from carseg.data.images import read_image, read_mask
 from carseg.data.pairs import check_same_size
@@ -54,8 +55,7 @@ class Evaluation:
         """Spearman's rank correlation of the per-photo confidence with the photo's Dice (NaN under 3 photos)."""
         if len(self.rows) < 3:
             return float("nan")
-        ranks = [np.argsort(np.argsort([row[k] for row in self.rows], kind="stable")) for k in ("confidence", "dice")]
-        return float(np.corrcoef(*ranks)[0, 1])
+        return float(spearmanr([row["confidence"] for row in self.rows], [row["dice"] for row in self.rows]).statistic)
 
 
 def evaluate(pairs: List[Pair], predictor: Predictor, batch_size: int = 8, workers: int = 2,

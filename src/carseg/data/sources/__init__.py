@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Tuple
 
 KINDS = ("studio", "street", "video")
+SOURCES_CSV = "sources.csv"  # OUT/sources.csv: each photo's name, source, kind and split (prepare_dataset.py reads it)
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,3 @@ class Sample:
     masks: Tuple[str, ...]
     kind: str
     split: str  # "train" or "valid"
-
-    @property
-    def group(self) -> str:
-        return self.name.rsplit("_", 1)[0]

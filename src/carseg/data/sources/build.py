@@ -7,19 +7,19 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import cv2
+import numpy as np
 
 from carseg.atomic import atomic_path, write_bytes_atomic
-from carseg.data.sources import Sample, camvid, carvana_dev, graz02, roboflow
+from carseg.data.sources import SOURCES_CSV, Sample, camvid, carvana_dev, graz02, roboflow
 from carseg.data.sources.git_blobs import GitBlobs, find_git_dir
 from carseg.errors import CarsegError
 
 MANIFEST = Path(__file__).with_name("manifest.csv")
 SOURCES: Dict[str, ModuleType] = {"carvana_dev": carvana_dev, "camvid": camvid, "graz02": graz02, "roboflow": roboflow}
 FIELDS = ("name", "source", "repo", "commit", "image", "masks", "kind", "split", "sha256")
-SOURCES_CSV = "sources.csv"
 
 
 @dataclass(frozen=True)
@@ -83,18 +83,19 @@ def build(sources_dir: Path, out: Path, only: Optional[Sequence[str]] = None, ma
             if _digest([image, *masks]) != entry.sha256:
                 raise CarsegError(f"{repo}@{entry.commit[:10]}: {entry.image} differs from the manifest's hash; "
                                   "the clone holds other bytes than the recorded commit: clone it again")
-            _write(out, entry, image, SOURCES[entry.source].mask(masks))
+            _write(out, entry, image, lambda: SOURCES[entry.source].mask(masks))
     _write_index(out, entries)
     return Counter(f"{e.kind}/{e.split}" for e in entries)
 
 
-def _write(out: Path, entry: Entry, image: bytes, mask) -> None:
+def _write(out: Path, entry: Entry, image: bytes, mask: Callable[[], np.ndarray]) -> None:
+    """The image's bytes and its 0/255 mask (decoded by ``mask()`` only when the file is not there yet)."""
     suffix = Path(entry.image).suffix.lower()
     image_path, mask_path = out / "train" / f"{entry.name}{suffix}", out / "train_masks" / f"{entry.name}_mask.png"
     if not image_path.is_file() or image_path.stat().st_size != len(image):
         write_bytes_atomic(image_path, image)
     if not mask_path.is_file():
-        ok, encoded = cv2.imencode(".png", mask)
+        ok, encoded = cv2.imencode(".png", mask())
         if not ok:
             raise CarsegError(f"{mask_path}: could not encode the mask")
         write_bytes_atomic(mask_path, encoded.tobytes())
