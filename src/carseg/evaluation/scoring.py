@@ -16,6 +16,7 @@ from carseg.evaluation.metrics import METRICS, scores
 from carseg.inference.cutout import CutoutOptions
 from carseg.inference.matting import soft_alpha
 from carseg.inference.predictor import Predictor, Prepared
+from carseg.inference.step import cut_out
 from carseg.inference.streaming import stream
 
 Pair = Tuple[Path, Path]  # (photo, mask)
@@ -80,7 +81,7 @@ def evaluate(pairs: List[Pair], predictor: Predictor, batch_size: int = 8, worke
 
     def finish(job: Tuple[int, Pair], extras: Tuple[np.ndarray, np.ndarray], prob: np.ndarray) -> Dict:
         (index, pair), (gray, truth) = job, extras
-        cut = predictor.cut(prob, gray, options)
+        cut = cut_out(predictor, gray, prob, options, pictures=False)
         pred = cut.hard > 0
         scored = soft_alpha(cut.prob, cut.hard, predictor.threshold) if alpha == "soft" else pred
         car_fraction = float(np.count_nonzero(truth)) / truth.size

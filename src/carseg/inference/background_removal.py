@@ -13,8 +13,9 @@ import numpy as np
 from carseg.atomic import atomic_path
 from carseg.data.images import IMAGE_SUFFIXES, check_pixels, read_image, write_image_atomic
 from carseg.errors import CarsegError
-from carseg.inference.cutout import CutoutOptions, compose
+from carseg.inference.cutout import CutoutOptions
 from carseg.inference.predictor import Predictor, Prepared
+from carseg.inference.step import cut_out
 from carseg.inference.streaming import stream
 
 
@@ -163,16 +164,14 @@ def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOpt
 
     def finish(job: Job, _, prob: np.ndarray) -> PhotoRow:
         """Decode + upsample + compose + encode + write (OpenCV releases the GIL); returns the photo's summary row."""
-        image = read_image(job.source)
-        cut = predictor.cut(prob, image, options)
+        cut = cut_out(predictor, read_image(job.source), prob, options)
         if job.mask is not None:
             write_image_atomic(job.mask, cut.hard, "png")
-        pictures = compose(image, cut.prob, options, predictor.threshold, cut.hard)
-        outputs = [instance_path(job.output, i + 1) for i in range(len(pictures))] if options.instances else [job.output]
-        for output, picture in zip(outputs, pictures):
+        outputs = [instance_path(job.output, i + 1) for i in range(len(cut.pictures))] if options.instances else [job.output]
+        for output, picture in zip(outputs, cut.pictures):
             write_image_atomic(output, picture, fmt, in_place=True)  # a fresh array
-        return PhotoRow(str(job.source), str(job.output), "done", f"{cut.confidence:.4f}",
-                        f"{np.count_nonzero(cut.hard) / cut.hard.size:.4f}", str(len(pictures)))
+        return PhotoRow(str(job.source), str(job.output), "done", f"{cut.confidence:.4f}", f"{cut.car_fraction:.4f}",
+                        str(len(cut.pictures)))
 
     earlier = _earlier_rows(summary_csv) if summary_csv is not None else {}
     pending = {id(job) for job in todo}

@@ -18,10 +18,10 @@ from torch import nn
 from carseg.data.images import image_size, read_image
 from carseg.data.transforms import post_transforms, resize_longest
 from carseg.errors import CarsegError
-from carseg.inference.backends import backend_for, load_model
-from carseg.inference.confidence import confidence
-from carseg.inference.cutout import CutoutOptions, binarize, car_mask, compose
+from carseg.inference.backends import Backend, backend_for, load_model
+from carseg.inference.cutout import CutoutOptions, binarize
 from carseg.inference.guided_filter import guided_filter
+from carseg.inference.step import cut_out
 
 CPU_BATCH_PIXELS = 8 * 128 * 192  # network input pixels per forward pass on CPU (see Predictor.default_batch_size)
 TTA_TRANSFORMS = {"none": None, "hflip": ttach.aliases.hflip_transform, "d4": ttach.aliases.d4_transform}
@@ -40,22 +40,13 @@ def resolve_device(device: str) -> str:
 class _Probabilities(nn.Module):
     """Model output -> probabilities, so test-time augmentation averages probabilities."""
 
-    def __init__(self, model: nn.Module, logits: bool):
+    def __init__(self, model: Backend, logits: bool):
         super().__init__()
         self.model, self.logits = model, logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
         return torch.sigmoid(out) if self.logits else out
-
-
-@dataclass
-class Cut:
-    """One photo's cut-out mask, as every command makes it (``Predictor.cut``)."""
-
-    prob: np.ndarray    # float32 probabilities at the photo's size
-    hard: np.ndarray    # uint8 0/255: the car(s) the cut-out keeps (the main car with ``subject="main"``)
-    confidence: float   # carseg.inference.confidence: how far to trust it, in [0, 1]
 
 
 @dataclass
@@ -84,7 +75,8 @@ class Predictor:
         self.refine = refine
         self.device = resolve_device(device)
         self.backend = backend_for(model, backend)
-        traced, self.metadata = load_model(model, self.backend, self.device)
+        self.runtime = load_model(model, self.backend, self.device)
+        self.metadata = self.runtime.metadata
         self.threshold = self.metadata.threshold if threshold is None else threshold
         self.max_size = image_size or max(self.metadata.image_size)
         divisor = self.metadata.size_divisor
@@ -95,7 +87,7 @@ class Predictor:
                                  position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0)
         self.post = post_transforms(self.metadata.mean, self.metadata.std)
         self.pad_value = [-m / s for m, s in zip(self.metadata.mean, self.metadata.std)]
-        model: nn.Module = _Probabilities(traced, self.metadata.output == "logits")
+        model: nn.Module = _Probabilities(self.runtime, self.metadata.output == "logits")
         if TTA_TRANSFORMS[tta] is not None:
             model = ttach.SegmentationTTAWrapper(model, TTA_TRANSFORMS[tta](), merge_mode="mean")
         self.model = model.eval()
@@ -139,7 +131,7 @@ class Predictor:
         for i, p in enumerate(prepared):
             batch[i, :, : p.tensor.shape[1], : p.tensor.shape[2]] = p.tensor
         batch = batch.to(self.device)
-        if self.device == "cpu" and self.backend == "torchscript":  # oneDNN convolutions: ~20-25% faster on NHWC input (benchmarks/README.md)
+        if self.device == "cpu" and self.runtime.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         probs = self.model(batch)[:, 0].float().cpu().numpy()
         return [prob[: p.resized_hw[0], : p.resized_hw[1]].copy() for prob, p in zip(probs, prepared)]
@@ -150,14 +142,6 @@ class Predictor:
         # Upsample probabilities, not the thresholded mask: smooth full-resolution edges.
         full = cv2.resize(prob, (photo.shape[1], photo.shape[0]), interpolation=cv2.INTER_LINEAR)
         return guided_filter(photo, full) if self.refine == "guided" else full
-
-    def cut(self, prob: np.ndarray, photo: np.ndarray, options: CutoutOptions = CutoutOptions(),
-            threshold: Optional[float] = None) -> Cut:
-        """The per-photo step after the forward pass: ``prob`` (from ``forward``) at the size of ``photo`` (RGB or grey),
-        the cut-out's mask at ``threshold`` (default: the model's) and its confidence."""
-        full = self.upsample(prob, photo)
-        hard = car_mask(full, options, self.threshold if threshold is None else threshold)
-        return Cut(full, hard, confidence(full, hard))
 
     def probabilities(self, prepared: Sequence[Prepared], photos: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Probability maps (float32, each at its photo's own resolution) for one batch; ``photos`` (RGB or grey)
@@ -180,5 +164,4 @@ class Predictor:
     def remove_background(self, image: np.ndarray, options: CutoutOptions = CutoutOptions()) -> List[np.ndarray]:
         """The car cut out of one RGB image (see ``carseg.inference.cutout.compose``): one picture, or one per car
         with ``options.instances``."""
-        cut = self.cut(self.forward([self.prepare(image)])[0], image, options)
-        return compose(image, cut.prob, options, self.threshold, cut.hard)
+        return cut_out(self, image, self.forward([self.prepare(image)])[0], options).pictures

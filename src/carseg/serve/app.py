@@ -18,8 +18,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from carseg.errors import CarsegError, one_line
-from carseg.inference.cutout import compose
 from carseg.inference.predictor import Predictor, Prepared
+from carseg.inference.step import cut_out
 from carseg.serve.batcher import Batcher
 from carseg.serve.limits import BodyLimit, error, validation_error
 from carseg.serve.options import RemoveOptions
@@ -106,12 +106,10 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
     def finish(photo: np.ndarray, prob: np.ndarray, options: RemoveOptions, background: Optional[np.ndarray],
                name: str) -> Tuple[bytes, str, float]:
         """The answer's body, file name and confidence: one picture, or a ZIP of one per car with ``instances``."""
-        threshold = predictor.threshold if options.threshold is None else options.threshold
-        cutout = options.cutout(background)
-        cut = predictor.cut(prob, photo, cutout, threshold)
+        cut = cut_out(predictor, photo, prob, options.cutout(background), options.threshold, pictures=not options.mask)
         if options.mask:
             return encode(cut.hard, "png"), f"{name}_mask.png", cut.confidence
-        pictures = [encode(picture, options.format) for picture in compose(photo, cut.prob, cutout, threshold, cut.hard)]
+        pictures = [encode(picture, options.format) for picture in cut.pictures]
         if options.instances:
             return zip_pictures(pictures, name, options.format), f"{name}.zip", cut.confidence
         return pictures[0], f"{name}.{options.format}", cut.confidence

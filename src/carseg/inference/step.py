@@ -1,0 +1,37 @@
+"""The per-photo step after the forward pass, the same in every command (folder, service, evaluation, Predictor):
+network-resolution probabilities -> the photo's full-size mask -> its cut-out picture(s), with the confidence."""
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, List, Optional
+
+import numpy as np
+
+from carseg.inference.confidence import confidence
+from carseg.inference.cutout import CutoutOptions, car_mask, compose
+
+if TYPE_CHECKING:
+    from carseg.inference.predictor import Predictor
+
+
+@dataclass
+class Cut:
+    """One photo's cut-out, as every command makes it (``cut_out``)."""
+
+    prob: np.ndarray    # float32 probabilities at the photo's size
+    hard: np.ndarray    # uint8 0/255: the car(s) the cut-out keeps (the main car with ``subject="main"``)
+    confidence: float   # carseg.inference.confidence: how far to trust it, in [0, 1]
+    pictures: List[np.ndarray] = field(default_factory=list)  # compose's: one, or one per car with ``instances``
+
+    @property
+    def car_fraction(self) -> float:
+        """The share of the photo's pixels in the cut-out."""
+        return np.count_nonzero(self.hard) / self.hard.size
+
+
+def cut_out(predictor: "Predictor", photo: np.ndarray, prob: np.ndarray, options: CutoutOptions = CutoutOptions(),
+            threshold: Optional[float] = None, pictures: bool = True) -> Cut:
+    """``prob`` (from ``Predictor.forward``) at the size of ``photo`` (RGB, or grey without ``pictures``), the mask at
+    ``threshold`` (default: the model's), its confidence and, with ``pictures``, the composed cut-out(s)."""
+    threshold = predictor.threshold if threshold is None else threshold
+    full = predictor.upsample(prob, photo)
+    hard = car_mask(full, options, threshold)
+    return Cut(full, hard, confidence(full, hard), compose(photo, full, options, threshold, hard) if pictures else [])
