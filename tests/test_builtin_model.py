@@ -15,6 +15,7 @@ from carseg.data.images import read_mask
 from carseg.data.synthetic import generate_dataset
 from carseg.errors import CarsegError
 from carseg.metadata import FORMAT, METADATA_FILE, ModelMetadata
+from carseg.commands.car_segmentation import main as car_segmentation
 from carseg.commands.model_options import BUILTIN_NAMES
 from carseg.inference.backends import BUILTIN_MODELS, DEFAULT_MODEL
 from carseg.inference.predictor import Predictor
@@ -66,8 +67,8 @@ def test_car_segmentation_by_model_name_cuts_out_generated_cars(generated_photos
         assert not rgba[:50, :50, 3].any() and not rgba[-50:, -50:, 3].any()  # the backdrop's corners are cut away
 
 
-def test_model_given_twice_is_one_line(generated_photos, tmp_path):
-    result = run_cli(generated_photos[0][0].parent, tmp_path / "out", "studio", "--model", "general")
+def test_model_given_twice_is_one_line(call, generated_photos, tmp_path):
+    result = call(car_segmentation, generated_photos[0][0].parent, tmp_path / "out", "studio", "--model", "general")
     assert result.returncode == 1 and result.stderr.strip() == (
         "car_segmentation.py: error: MODEL studio and --model general: give the model once")
 
@@ -84,7 +85,7 @@ def test_missing_or_damaged_builtin_model_says_how_to_restore(monkeypatch, tmp_p
         Predictor(name, device="cpu")
 
 
-def test_traced_file_from_another_carseg_version_is_refused(tmp_path):
+def test_traced_file_from_another_carseg_version_is_refused(call, tmp_path):
     path = save_traced(RedOracle((0.5,) * 3, (0.25,) * 3), tmp_path / "model.pth")
     module = torch.jit.load(str(path))
     old = json.loads(ModelMetadata(model="RedOracle", image_size=(64, 96)).to_json()) | {"format": "carseg-traced-v0"}
@@ -93,6 +94,5 @@ def test_traced_file_from_another_carseg_version_is_refused(tmp_path):
         Predictor(path, device="cpu")
     (tmp_path / "in").mkdir()
     Image.fromarray(red_car_photo(64, 96)[0]).save(tmp_path / "in" / "car.png")
-    result = subprocess.run([sys.executable, str(ROOT / "bin" / "car_segmentation.py"), str(tmp_path / "in"), str(tmp_path / "out"),
-                             str(path)], capture_output=True, text=True)
+    result = call(car_segmentation, tmp_path / "in", tmp_path / "out", path)
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1 and "another carseg version" in result.stderr

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from carseg.commands.catalyst_dl import main as catalyst_dl_main
 from carseg.commands.prepare_dataset import main as prepare
 
 from conftest import ROOT
@@ -16,6 +17,8 @@ CATALYST_DL = [sys.executable, "-c", "from carseg.commands.catalyst_dl import ma
 
 
 def catalyst_dl(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """A new interpreter for whatever builds the config's objects: Catalyst's registry keeps each ``_var_`` object for
+    the rest of the process, so a second build in one process fails (``_target_`` and ``_var_`` ... are exclusive)."""
     return subprocess.run([*CATALYST_DL, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
@@ -103,10 +106,10 @@ def test_csv_pointing_to_missing_files(prepared, tmp_path):
     assert len(lines) == 1 and "valid.csv: points to missing files (/gone/a.jpg)" in lines[0]
 
 
-def test_unknown_model_is_one_line(prepared, tmp_path):
+def test_unknown_model_is_one_line(call, prepared, tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text("model:\n  _target_: smp.Unett\n")
-    result = catalyst_dl("run", "-C", "configs/demo.yml", str(bad), "--logdir", str(tmp_path / "logs"))
+    result = call(catalyst_dl_main, "run", "-C", "configs/demo.yml", str(bad), "--logdir", str(tmp_path / "logs"))
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "model._target_: unknown name 'smp.Unett'" in lines[0] and "smp.Unet" in lines[0]
