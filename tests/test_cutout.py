@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from carseg.errors import CarsegError
-from carseg.inference.cutout import CutoutOptions, compose, parse_background, parse_canvas, parse_crop
+from carseg.inference.cutout import compose
 from carseg.inference.matting import BAND, edge_band
+from carseg.inference.options import CutoutOptions, parse_background, parse_canvas, parse_crop
 
 RED, GREEN, WHITE = np.array([200, 20, 20]), np.array([20, 200, 20]), np.array([255, 255, 255])
 

@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from carseg.commands.model_options import add_model_options, load_predictor
-from carseg.data.images import ENCODE_PARAMS
 from carseg.errors import CarsegError, printable
 from carseg.inference.background_removal import SUMMARY_CSV, check_writable, plan_jobs, remove_backgrounds
-from carseg.inference.cutout import ALPHA, CutoutOptions, parse_background, parse_canvas, parse_crop
-from carseg.inference.subject import SUBJECTS
+from carseg.inference.options import add_arguments, check_format, cutout_options
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
@@ -24,36 +22,18 @@ def parse_shard(text: str) -> Tuple[int, int]:
     return index, count
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="car_segmentation.py",
         description="Cut cars out of every photo in IN and write them to OUT (RGBA PNG by default).")
     parser.add_argument("input", type=Path, metavar="IN", help="folder of photos")
     parser.add_argument("output", type=Path, metavar="OUT", help="folder for the cut-outs (created if needed)")
     add_model_options(parser)
-    parser.add_argument("--background", default="transparent",
-                        help="transparent (default), white, R,G,B, or an image file (scaled to cover the picture)")
-    parser.add_argument("--alpha", choices=ALPHA, default=CutoutOptions.alpha,
-                        help="edges: hard (0/1, default: scores best against 0/1 masks) or soft (matte following the photo's edges, "
-                             "decontaminated: no rim of the old background)")
-    parser.add_argument("--crop", metavar="MARGIN", help="crop tight to the car plus MARGIN pixels (40) or %% of its size (5%%)")
-    parser.add_argument("--canvas", metavar="WxH", help="fit the car, centred, on a WxH canvas, e.g. 1600x1200 (margin: --crop, default 5%%)")
-    parser.add_argument("--shadow", action="store_true", help="a soft contact shadow under the car")
-    parser.add_argument("--shadow-strength", type=float, default=CutoutOptions.shadow_strength, metavar="S",
-                        help="the shadow's darkest opacity, 0-1 (default %(default)s)")
-    parser.add_argument("--shadow-softness", type=float, default=CutoutOptions.shadow_softness, metavar="S",
-                        help="the shadow's blur as a share of the car's width, 0-1 (default %(default)s)")
-    parser.add_argument("--instances", action="store_true",
-                        help="one cut-out per car, largest first: OUT/NAME_1.png, NAME_2.png, ...")
-    parser.add_argument("--subject", choices=SUBJECTS, default=CutoutOptions.subject,
-                        help="main: only the photo's car, not those parked behind it (default); all: every car in one picture")
+    add_arguments(parser)  # the cut-out options and --format
     parser.add_argument("--review-below", type=float, default=0.5, metavar="C",
                         help="count the photos whose confidence (OUT/summary.csv) is under C (default %(default)s)")
     parser.add_argument("--max-megapixels", type=float, default=150.0, metavar="MP",
                         help="refuse photos over MP megapixels from their header, before decoding (default %(default)s)")
-    parser.add_argument("--instances-min-area", type=float, default=CutoutOptions.instances_min_area, metavar="A",
-                        help="with --instances: smallest car, as a share of the photo (default %(default)s)")
-    parser.add_argument("--format", choices=tuple(ENCODE_PARAMS), default="png")
     parser.add_argument("--save-mask", action="store_true", help="also write OUT/NAME_mask.png")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="photos per forward pass (default: 8 on GPU; on CPU 8 at 128x192 down to 1 at 512x768)")
@@ -62,23 +42,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--recursive", action="store_true", help="include subfolders (mirrored in OUT)")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="process only shard I of N (0-based), for job arrays")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
     log = lambda line: print(printable(line), file=sys.stderr)
     try:
         if args.batch_size is not None and args.batch_size < 1:
             raise CarsegError(f"--batch-size {args.batch_size}: must be at least 1")
-        options = CutoutOptions(background=parse_background(args.background), alpha=args.alpha,
-                                crop=None if args.crop is None else parse_crop(args.crop),
-                                canvas=None if args.canvas is None else parse_canvas(args.canvas),
-                                shadow=args.shadow, shadow_strength=args.shadow_strength,
-                                shadow_softness=args.shadow_softness, instances=args.instances,
-                                instances_min_area=args.instances_min_area, subject=args.subject)
+        options = cutout_options(vars(args))
         if args.max_megapixels <= 0:
             raise CarsegError(f"--max-megapixels {args.max_megapixels}: must be positive")
         if not 0 <= args.review_below <= 1:
             raise CarsegError(f"--review-below {args.review_below}: must be in [0, 1]")
-        if isinstance(options.background, str) and args.format == "jpg":
-            raise CarsegError("--format jpg has no transparency; use --format png/webp or --background white|R,G,B")
+        check_format(args.format, options.background)
         jobs, ignored = plan_jobs(args.input, args.output, args.format, args.save_mask, args.recursive, parse_shard(args.shard))
         check_writable(args.output)
         predictor = load_predictor(args)

@@ -12,7 +12,7 @@ from carseg.errors import CarsegError, printable
 from carseg.evaluation.report import summary_lines, write_csv, write_json, write_overlays
 from carseg.evaluation.scoring import evaluate
 from carseg.inference.backends import model_path
-from carseg.inference.cutout import ALPHA, CutoutOptions
+from carseg.inference.options import ALPHA, CutoutOptions
 from carseg.inference.subject import SUBJECTS
 
 PROG = "evaluate.py"

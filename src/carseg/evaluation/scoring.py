@@ -13,8 +13,8 @@ from scipy.stats import spearmanr
 from carseg.data.images import read_image, read_mask
 from carseg.data.pairs import check_same_size
 from carseg.evaluation.metrics import METRICS, scores
-from carseg.inference.cutout import CutoutOptions
 from carseg.inference.matting import soft_alpha
+from carseg.inference.options import CutoutOptions
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.inference.step import cut_out
 from carseg.inference.streaming import stream

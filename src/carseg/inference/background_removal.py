@@ -13,7 +13,7 @@ import numpy as np
 from carseg.atomic import atomic_path
 from carseg.data.images import IMAGE_SUFFIXES, check_pixels, read_image, write_image_atomic
 from carseg.errors import CarsegError
-from carseg.inference.cutout import CutoutOptions
+from carseg.inference.options import CutoutOptions
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.inference.step import cut_out
 from carseg.inference.streaming import stream

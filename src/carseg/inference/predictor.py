@@ -19,8 +19,9 @@ from carseg.data.images import image_size, read_image
 from carseg.data.transforms import post_transforms, resize_longest
 from carseg.errors import CarsegError
 from carseg.inference.backends import Backend, backend_for, load_model
-from carseg.inference.cutout import CutoutOptions, binarize
+from carseg.inference.cutout import binarize
 from carseg.inference.guided_filter import guided_filter
+from carseg.inference.options import CutoutOptions
 from carseg.inference.step import cut_out
 
 CPU_BATCH_PIXELS = 8 * 128 * 192  # network input pixels per forward pass on CPU (see Predictor.default_batch_size)

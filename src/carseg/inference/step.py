@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, List, Optional
 import numpy as np
 
 from carseg.inference.confidence import confidence
-from carseg.inference.cutout import CutoutOptions, car_mask, compose
+from carseg.inference.cutout import car_mask, compose
+from carseg.inference.options import CutoutOptions
 
 if TYPE_CHECKING:
     from carseg.inference.predictor import Predictor

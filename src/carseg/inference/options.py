@@ -1,0 +1,185 @@
+"""The cut-out options' one schema. Each field of ``CutoutOptions`` carries its help, allowed values and text parser;
+from them come ``bin/car_segmentation.py``'s flags (``add_arguments``), the service's query parameters
+(``carseg.serve.options``) and both sides' checks. A new option is one new field here (and its use in ``compose``).
+
+Names: the field and query parameter ``shadow_strength`` is the flag ``--shadow-strength``. Messages name the flag
+and what it accepts, as one ``CarsegError`` line.
+"""
+import argparse
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from carseg.data.images import ENCODE_PARAMS, read_image
+from carseg.errors import CarsegError, one_line
+from carseg.inference.framing import Margin
+from carseg.inference.subject import SUBJECTS
+
+Background = Union[str, Tuple[int, int, int], np.ndarray]  # "transparent", (R, G, B) or an RGB uint8 image
+ALPHA = ("soft", "hard")
+COLOURS = "use transparent, white or R,G,B with values 0-255"
+
+
+def flag(name: str) -> str:
+    """``shadow_strength`` -> ``--shadow-strength``."""
+    return "--" + name.replace("_", "-")
+
+
+def spell(name: str, value: Any, query: bool = False) -> str:
+    """An option and its value as the user wrote them: ``--shadow-strength 2``, or ``shadow_strength=2`` in a query."""
+    return f"{name}={value}" if query else f"{flag(name)} {value}"
+
+
+def _colour(text: str) -> Optional[Background]:
+    """``transparent``, ``white`` or ``R,G,B`` (0-255 each) as a background; None for any other text."""
+    if text in ("transparent", "white"):
+        return text if text == "transparent" else (255, 255, 255)
+    parts = text.split(",")
+    if len(parts) == 3 and all(p.strip().isdigit() for p in parts):
+        rgb = tuple(int(p) for p in parts)
+        if all(0 <= v <= 255 for v in rgb):
+            return rgb
+    return None
+
+
+def parse_colour(text: str) -> Background:
+    """A background the service takes as text: a colour only (a picture comes as an upload, never a server path)."""
+    colour = _colour(text)
+    if colour is None:
+        raise CarsegError(f"--background {text}: not a colour; {COLOURS} (a picture: upload it as the multipart field "
+                          "'background')")
+    return colour
+
+
+def parse_background(text: str) -> Background:
+    """``transparent``, ``white``, ``R,G,B`` (0-255 each) or the path of an image (read now, so a bad file
+    fails before any photo is processed)."""
+    colour = _colour(text)
+    if colour is not None:
+        return colour
+    allowed = f"{COLOURS}, or a readable image file"
+    if len(text.split(",")) > 1 or not Path(text).is_file():
+        raise CarsegError(f"--background {text}: not a colour and no such file; {allowed}")
+    try:
+        return read_image(Path(text))
+    except CarsegError as exc:
+        raise CarsegError(f"--background {text}: {one_line(exc).removeprefix(text + ': ')}; {allowed}") from None
+
+
+def parse_crop(text: str) -> Margin:
+    """``MARGIN``: pixels (``40``) or a percentage of the car's box (``5%``), 0 or more."""
+    percent = text.endswith("%")
+    try:
+        value = float(text[:-1] if percent else text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e5 or (not percent and not value.is_integer()):
+        raise CarsegError(f"--crop {text}: give a margin in pixels (e.g. 40) or in % of the car's size (e.g. 5%), 0 or more")
+    return value, percent
+
+
+def parse_canvas(text: str) -> Tuple[int, int]:
+    """``WxH`` in pixels, e.g. ``1600x1200``."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        width = height = 0
+    if not (0 < width <= 20000 and 0 < height <= 20000):
+        raise CarsegError(f"--canvas {text}: give WIDTHxHEIGHT in pixels, e.g. 1600x1200 (1-20000 each)")
+    return width, height
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its name, the type of its value as typed (``bool``: a flag without a value on the command line),
+    default, help and checks."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    choices: Tuple[str, ...] = ()
+    bounds: Optional[Tuple[float, float]] = None      # inclusive
+    parse: Optional[Callable[[str], Any]] = None       # text -> value, or a CarsegError naming the flag
+    query_parse: Optional[Callable[[str], Any]] = None  # the service's parser, where it must differ (no files)
+    metavar: Optional[str] = None
+
+    def check(self, value: Any) -> None:
+        """A one-line ``CarsegError`` for a value outside ``choices`` or ``bounds``."""
+        if self.choices and value not in self.choices:
+            raise CarsegError(f"{spell(self.name, value)}: choose one of {', '.join(self.choices)}")
+        if self.bounds is not None and not self.bounds[0] <= value <= self.bounds[1]:
+            raise CarsegError(f"{spell(self.name, value)}: must be in [{self.bounds[0]:g}, {self.bounds[1]:g}]")
+
+    def value(self, typed: Any, query: bool = False) -> Any:
+        """The value as typed (text for an option with a parser), parsed: ``query`` by the service's parser."""
+        parse = (self.query_parse or self.parse) if query else self.parse
+        return typed if typed is None or parse is None else parse(typed)
+
+
+def _option(kind: type, default: Any, help: str, **checks: Any) -> Any:
+    """A ``CutoutOptions`` field and its ``Option`` (named after the field in ``CUTOUT_OPTIONS``)."""
+    return field(default=default, metadata={"option": Option("", kind, default, help, **checks)})
+
+
+@dataclass(frozen=True)
+class CutoutOptions:
+    """What a cut-out looks like; the defaults give an RGBA picture of the whole photo, alpha = the mask."""
+
+    background: Background = _option(
+        str, "transparent", "transparent, white, R,G,B (0-255 each) or a picture behind the car, scaled to cover it "
+        "(command line: an image file; service: the multipart field 'background')",
+        parse=parse_background, query_parse=parse_colour, metavar="COLOUR|IMAGE")
+    alpha: str = _option(str, "hard", "edges: hard (0/1: scores best against 0/1 masks) or soft (matte following the "
+                         "photo's edges, decontaminated: no rim of the old background)", choices=ALPHA)
+    crop: Optional[Margin] = _option(str, None, "crop tight to the car plus a margin: pixels (40) or % of its size (5%)",
+                                     parse=parse_crop, metavar="MARGIN")
+    canvas: Optional[Tuple[int, int]] = _option(
+        str, None, "fit the car, centred, on a WIDTHxHEIGHT canvas, e.g. 1600x1200 (margin: crop's, default 5%)",
+        parse=parse_canvas, metavar="WxH")
+    shadow: bool = _option(bool, False, "a soft contact shadow under the car")
+    shadow_strength: float = _option(float, 0.5, "the shadow's darkest opacity, 0-1", bounds=(0.0, 1.0), metavar="S")
+    shadow_softness: float = _option(float, 0.03, "the shadow's blur as a share of the car's width, 0-1",
+                                     bounds=(0.0, 1.0), metavar="S")
+    instances: bool = _option(bool, False, "one cut-out per car, largest first: NAME_1.png, NAME_2.png, ... (the "
+                              "service answers a ZIP of them)")
+    instances_min_area: float = _option(float, 0.01, "with instances: smallest car, as a share of the photo",
+                                        bounds=(0.0, 1.0), metavar="A")
+    subject: str = _option(str, "main", "main: only the photo's car, not those parked behind it; all: every car in "
+                           "one picture", choices=SUBJECTS)
+
+    def __post_init__(self) -> None:
+        for option in CUTOUT_OPTIONS:
+            option.check(getattr(self, option.name))
+
+
+CUTOUT_OPTIONS: Tuple[Option, ...] = tuple(replace(f.metadata["option"], name=f.name) for f in fields(CutoutOptions))
+FORMAT = Option("format", str, "png", "image format of the pictures", choices=tuple(ENCODE_PARAMS))
+OPTIONS = CUTOUT_OPTIONS + (FORMAT,)  # what the command line and the service both take
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``OPTIONS`` as flags; text values stay text until ``cutout_options`` parses them (one line for a bad one)."""
+    for option in OPTIONS:
+        help = option.help.replace("%", "%%") + ("" if option.default in (None, False) else " (default: %(default)s)")
+        if option.kind is bool:
+            parser.add_argument(flag(option.name), action="store_true", help=help)
+        else:
+            parser.add_argument(flag(option.name), type=option.kind, default=option.default,
+                                choices=option.choices or None, metavar=option.metavar, help=help)
+
+
+def cutout_options(values: Mapping[str, Any], query: bool = False, picture: Optional[np.ndarray] = None) -> CutoutOptions:
+    """``CutoutOptions`` from the flags' values or the query parameters (``query``: the service's parsers);
+    ``picture``: an uploaded background (RGB) instead of the ``background`` value."""
+    parsed = {option.name: option.value(values[option.name], query) for option in CUTOUT_OPTIONS}
+    return CutoutOptions(**(parsed if picture is None else {**parsed, "background": picture}))
+
+
+def check_format(fmt: str, background: Background, query: bool = False) -> None:
+    """A JPEG has no transparency: a one-line ``CarsegError`` for ``jpg`` on a transparent background."""
+    if fmt == "jpg" and isinstance(background, str):
+        raise CarsegError(f"{spell('format', 'jpg', query)} has no transparency; use {spell('format', 'png', query)} "
+                          f"or webp, or {spell('background', 'white', query)} or R,G,B")
