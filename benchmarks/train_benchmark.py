@@ -52,7 +52,7 @@ from carseg.data.pairs import pair_by_name
 from carseg.config import load_configs
 from carseg.errors import CarsegError
 from carseg.export.trace import build_model
-from carseg.training.engines import CPUEngine
+from carseg.compat.engines import CPUEngine
 from carseg.training.experiment import Experiment, _worker_init
 from carseg.training.losses import BCEDiceLoss
 from carseg.training.models.unet import UNet

@@ -37,7 +37,7 @@ def overlay(folder: Path, data: Path, model: Optional[dict] = None, **experiment
         "experiment": {"train_csv": str(data / "dataset_train.csv"), "valid_csv": str(data / "dataset_valid.csv"),
                        "image_size": [64, 96], "batch_size": 4, "num_workers": 0, **experiment},
         "model": model or {"base_channels": 4, "depth": 3},
-        "run": [{"_call_": "train", "num_epochs": 2}],
+        "run": {"train": {"num_epochs": 2}},
     }
     path = folder / "tiny.yml"
     path.write_text(yaml.safe_dump(config))
@@ -57,8 +57,8 @@ def test_run_writes_checkpoints_logs_and_config(prepared, tmp_path):
     for name in ("model.best.pth", "model.last.pth"):
         assert (logdir / "checkpoints" / name).is_file()
     saved = yaml.safe_load((logdir / "configs" / "_config.yml").read_text())
-    assert saved["model"]["base_channels"] == 4 and saved["run"][0]["logdir"] == str(logdir)
-    assert "_base_" not in saved and len(saved["run"][0]["callbacks"]) == 9 and saved["optimizer"]["lr"] == 0.003  # complete
+    assert saved["model"]["base_channels"] == 4 and saved["run"]["train"]["logdir"] == str(logdir)
+    assert "_base_" not in saved and len(saved["run"]["train"]["callbacks"]) == 9 and saved["optimizer"]["lr"] == 0.003  # complete
     assert (logdir / "configs" / "demo.yml").is_file() and (logdir / "configs" / "tiny.yml").is_file()
     valid = pd.read_csv(logdir / "csv_logger" / "valid.csv")
     assert {"dice", "iou", "loss"} <= set(valid.columns) and len(valid) == 2
@@ -66,7 +66,7 @@ def test_run_writes_checkpoints_logs_and_config(prepared, tmp_path):
 
 
 def test_check_runs_a_few_batches(prepared, tmp_path):
-    result = catalyst_dl("run", "-C", "configs/demo.yml", str(overlay(tmp_path, prepared)), "--set", "run.0.num_epochs=6",
+    result = catalyst_dl("run", "-C", "configs/demo.yml", str(overlay(tmp_path, prepared)), "--set", "run.train.num_epochs=6",
                          "--logdir", str(tmp_path / "logs"), "--check")
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(pd.read_csv(tmp_path / "logs" / "csv_logger" / "valid.csv")) == 3  # Catalyst's check: 3 of the 6 epochs

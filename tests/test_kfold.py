@@ -107,22 +107,25 @@ def test_folds_csv_without_fold_column_or_files(folded, tmp_path):
 
 def test_apply_sets():
     config = {"experiment": {"image_size": [64, 96], "batch_size": 4, "train_csv": "a.csv"},
-              "run": [{"_call_": "train", "num_epochs": 10, "callbacks": [{"_target_": "X", "p": 0.1}]}]}
+              "run": {"train": {"_call_": "train", "num_epochs": 10, "callbacks": {"x": {"_target_": "X", "p": 0.1}}}},
+              "lists": [{"a": 1}, {"a": 2}]}
     apply_sets(config, [
         "experiment.batch_size=16",                  # int
         "experiment.valid_fold=2",                   # a new key in an existing mapping
         "experiment.train_csv=null",                 # null
         "experiment.image_size=[128, 192]",          # a list
         "experiment.folds_csv=./data/dataset_folds.csv",
-        "run.0.num_epochs=5",                        # list index
-        "run.0.callbacks.0.p=0.5",                   # nested list in dict in list
-        "run.-1.verbose=true",                       # negative index, bool
-        "run.0.note=a=b",                            # only the first '=' splits
+        "run.train.num_epochs=5",                    # a named call
+        "run.train.callbacks.x.p=0.5",               # one callback by name
+        "run.train.verbose=true",                    # bool
+        "run.train.note=a=b",                        # only the first '=' splits
+        "lists.-1.a=3",                              # negative list index
     ])
     assert config["experiment"] == {"image_size": [128, 192], "batch_size": 16, "train_csv": None, "valid_fold": 2,
                                     "folds_csv": "./data/dataset_folds.csv"}
-    assert config["run"][0]["num_epochs"] == 5 and config["run"][0]["callbacks"][0]["p"] == 0.5
-    assert config["run"][0]["verbose"] is True and config["run"][0]["note"] == "a=b"
+    train = config["run"]["train"]
+    assert train["num_epochs"] == 5 and train["callbacks"]["x"]["p"] == 0.5 and config["lists"] == [{"a": 1}, {"a": 3}]
+    assert train["verbose"] is True and train["note"] == "a=b"
     assert apply_sets(config, []) is config
 
 
@@ -132,13 +135,14 @@ def test_apply_sets():
     ("=1", "expected KEY=VALUE"),
     ("experimnt.valid_fold=1", "--set experimnt.valid_fold: the config has no key 'experimnt' (did you mean 'experiment'?)"),
     ("experiment.augs.p=1", "--set experiment.augs.p: experiment has no key 'augs'"),
-    ("run.1.num_epochs=5", "--set run.1.num_epochs: run is a list of 1; '1' is not an index in it (valid: 0..0)"),
-    ("run.train.num_epochs=5", "run is a list of 1; 'train' is not an index"),
+    ("lists.1.a=5", "--set lists.1.a: lists is a list of 1; '1' is not an index in it (valid: 0..0)"),
+    ("lists.first.a=5", "lists is a list of 1; 'first' is not an index"),
+    ("run.trian.num_epochs=5", "--set run.trian.num_epochs: run has no key 'trian' (did you mean 'train'?)"),
     ("experiment.batch_size.x=5", "experiment.batch_size is 4, not a mapping or a list"),
     ("experiment.image_size=[1, 2", "--set experiment.image_size: value '[1, 2' is not valid YAML"),
 ])
 def test_apply_sets_bad_paths(item, message):
-    config = {"experiment": {"batch_size": 4}, "run": [{"_call_": "train"}]}
+    config = {"experiment": {"batch_size": 4}, "run": {"train": {"_call_": "train"}}, "lists": [{"a": 1}]}
     with pytest.raises(CarsegError) as error:
         apply_sets(config, [item])
     assert message in str(error.value)
@@ -147,10 +151,10 @@ def test_apply_sets_bad_paths(item, message):
 def test_cli_set_bad_key_is_one_line(capsys, tmp_path):
     from carseg.commands.catalyst_dl import main
 
-    assert main(["run", "-C", "configs/demo.yml", "--set", "experiment.valid_fold=0", "run.0.loaders.nope.x=1",
+    assert main(["run", "-C", "configs/demo.yml", "--set", "experiment.valid_fold=0", "run.train.loaders.nope.x=1",
                  "--logdir", str(tmp_path / "logs")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["catalyst-dl run: error: --set run.0.loaders.nope.x: run.0.loaders has no key 'nope'"]
+    assert err == ["catalyst-dl run: error: --set run.train.loaders.nope.x: run.train.loaders has no key 'nope'"]
     assert not (tmp_path / "logs").exists()
 
 
@@ -161,12 +165,12 @@ def test_cli_run_on_a_fold(folded, tmp_path):
                "-C", "configs/demo.yml",
                "--set", f"experiment.folds_csv={folded / 'dataset_folds.csv'}", "experiment.valid_fold=2",
                "--set", "experiment.image_size=[64, 96]", "experiment.batch_size=4", "experiment.num_workers=0",
-               "model.base_channels=4", "model.depth=3", "run.0.num_epochs=1",
+               "model.base_channels=4", "model.depth=3", "run.train.num_epochs=1",
                "--logdir", str(logdir), "--check"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     saved = yaml.safe_load((logdir / "configs" / "_config.yml").read_text())
     assert saved["experiment"]["valid_fold"] == 2 and saved["experiment"]["image_size"] == [64, 96]
     assert saved["experiment"]["folds_csv"] == str(folded / "dataset_folds.csv")
-    assert saved["run"][0]["num_epochs"] == 1 and saved["model"]["depth"] == 3
+    assert saved["run"]["train"]["num_epochs"] == 1 == saved["scheduler"]["T_max"] and saved["model"]["depth"] == 3
     assert (logdir / "checkpoints" / "model.best.pth").is_file()

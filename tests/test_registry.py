@@ -1,19 +1,21 @@
 """Registry names, models, loss and config validation."""
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from catalyst.registry import REGISTRY
-
-import carseg  # noqa: F401
+from carseg.compat.engines import GPUEngine
 from carseg.config import load_configs, validate
 from carseg.errors import CarsegError
-from carseg.training.engines import GPUEngine
+from carseg.registry import registry
 from carseg.training.losses import BCEDiceLoss
 from carseg.training.models.unet import UNet
 
 from conftest import ROOT
+
+REGISTRY = registry()
 
 
 @pytest.mark.parametrize("name", ["UNet", "smp.Unet", "smp.UnetPlusPlus", "smp.FPN", "smp.Linknet", "smp.DeepLabV3Plus",
@@ -55,10 +57,10 @@ def test_configs_share_their_bases():
     """fpn.yml is unet.yml with another architecture and logdir; demo.yml trains with the same runtime."""
     unet, fpn, demo = (load_configs([ROOT / "configs" / name]) for name in ("unet.yml", "fpn.yml", "demo.yml"))
     assert fpn["model"] == {**unet["model"], "_target_": "smp.FPN"}
-    assert {**fpn["run"][0], "logdir": "./logs"} == unet["run"][0] and fpn["experiment"] == unet["experiment"]
-    assert demo["run"][0]["callbacks"] == unet["run"][0]["callbacks"] and demo["runner"] == unet["runner"]
+    assert {**fpn["run"]["train"], "logdir": "./logs"} == unet["run"]["train"] and fpn["experiment"] == unet["experiment"]
+    assert demo["run"]["train"]["callbacks"] == unet["run"]["train"]["callbacks"] and demo["runner"] == unet["runner"]
     assert list(demo) == ["experiment", "model", "criterion", "optimizer", "scheduler", "engine", "runner", "run"]
-    assert demo["model"]["_target_"] == "UNet" and demo["run"][0]["num_epochs"] == demo["scheduler"]["T_max"] == 10
+    assert demo["model"]["_target_"] == "UNet" and demo["run"]["train"]["num_epochs"] == demo["scheduler"]["T_max"] == 10
 
 
 def test_engine_overlay_merges(tmp_path):
@@ -116,9 +118,11 @@ MODEL = "_base_/models/carseg_unet.yml"
 @pytest.mark.parametrize("name, old, new, fragments", [
     (MODEL, "_target_: UNet", "_target_: UNett", ["model._target_", "unknown name 'UNett'", "did you mean 'UNet'"]),
     (MODEL, "base_channels: 16", "base_chanels: 16", ["model.base_chanels", "did you mean 'base_channels'"]),
-    ("demo.yml", "num_epochs: 10", "num_epoch: 10", ["run[0].num_epoch", "did you mean 'num_epochs'"]),
+    ("demo.yml", "num_epochs: 10", "num_epoch: 10", ["run.train.num_epoch", "did you mean 'num_epochs'"]),
     ("demo.yml", "\noptimizer:", "\noptimiser:", ["unknown section 'optimiser:'", "did you mean 'optimizer'"]),
-    ("_base_/default_runtime.yml", "patience: 8", "patiense: 8", ["run[0].callbacks[5].patiense", "did you mean 'patience'"]),
+    ("_base_/default_runtime.yml", "patience: 8", "patiense: 8", ["run.train.callbacks.early_stopping.patiense", "did you mean 'patience'"]),
+    ("_base_/default_runtime.yml", "_target_: AutoEngine", "_target_: AutoEngine\n  bf61: true",
+     ["engine.bf61", "did you mean 'bf16'", "allowed: fp16, bf16"]),
 ])
 def test_bad_config_names_the_key(tmp_path, name, old, new, fragments):
     path = config_with(tmp_path, old, new, name)
@@ -149,18 +153,21 @@ def test_depth_four_resnet_unet_drops_the_stage_it_never_runs():
 
 def test_base_configs_compose(tmp_path):
     (tmp_path / "_base_").mkdir()
-    (tmp_path / "_base_" / "schedule.yml").write_text("run:\n  - _call_: train\n    num_epochs: 30\n    logdir: a\n")
+    (tmp_path / "_base_" / "schedule.yml").write_text(
+        "run:\n  train:\n    num_epochs: 30\n    logdir: a\nscheduler: {T_max: '${run.train.num_epochs}'}\n")
     (tmp_path / "base.yml").write_text(
         "_base_: _base_/schedule.yml\nmodel: {_target_: UNet, depth: 4}\n"
-        "callbacks: [{_target_: DiceCallback, threshold: 0.5}, {_target_: EarlyStoppingCallback, patience: 8}]\n")
+        "run:\n  train:\n    callbacks:\n      dice: {_target_: DiceCallback, threshold: 0.5}\n"
+        "      early_stopping: {_target_: EarlyStoppingCallback, patience: 8}\n")
     (tmp_path / "child.yml").write_text(
-        "_base_: [base.yml]\nmodel: {depth: 3}\nrun: [{_call_: train, num_epochs: 2}]\n"
-        "callbacks: [{_target_: DiceCallback}, {_target_: EarlyStoppingCallback, patience: 20}]\n")
+        "_base_: [base.yml]\nmodel: {depth: 3}\nrun: {train: {num_epochs: 2, callbacks: {early_stopping: null}}}\n")
     config = load_configs([tmp_path / "child.yml"])
     assert "_base_" not in config
     assert config["model"] == {"_target_": "UNet", "depth": 3}
-    assert config["run"] == [{"_call_": "train", "num_epochs": 2, "logdir": "a"}]
-    assert config["callbacks"] == [{"_target_": "DiceCallback", "threshold": 0.5}, {"_target_": "EarlyStoppingCallback", "patience": 20}]
+    assert config["run"] == {"train": {"_call_": "train", "num_epochs": 2, "logdir": "a",
+                                       "callbacks": {"dice": {"_target_": "DiceCallback", "threshold": 0.5}}}}
+    assert config["scheduler"] == {"T_max": 2}  # ${run.train.num_epochs}, after the child's override
+    assert load_configs([tmp_path / "child.yml"], ["run.train.num_epochs=7"])["scheduler"] == {"T_max": 7}
     (tmp_path / "base.yml").write_text("_base_: child.yml\n")
     with pytest.raises(CarsegError, match="include each other"):
         load_configs([tmp_path / "child.yml"])
@@ -169,17 +176,65 @@ def test_base_configs_compose(tmp_path):
         load_configs([tmp_path / "child.yml"])
 
 
-def test_real_recipe_merges_over_unet():
+def test_list_configs_of_older_versions_still_load(tmp_path):
+    """run: and callbacks: as lists (carseg's configs before the named mappings, and logdirs they trained) read as
+    mappings by call and class name, so an old logdir still traces and an old overlay merges by name."""
+    (tmp_path / "old.yml").write_text(
+        "run:\n  - _call_: train\n    num_epochs: 3\n    callbacks:\n      - {_target_: DiceCallback, threshold: 0.4}\n"
+        "      - {_target_: EarlyStoppingCallback, patience: 8}\n      - {_target_: DiceCallback, prefix: x}\n")
+    (tmp_path / "overlay.yml").write_text("run:\n  - _call_: train\n    callbacks:\n      - _target_: EarlyStoppingCallback\n"
+                                          "        patience: 2\n")
+    run = load_configs([tmp_path / "old.yml", tmp_path / "overlay.yml"])["run"]
+    assert list(run) == ["train"] and run["train"]["num_epochs"] == 3
+    assert run["train"]["callbacks"] == {"dice": {"_target_": "DiceCallback", "threshold": 0.4},
+                                         "early_stopping": {"_target_": "EarlyStoppingCallback", "patience": 2},
+                                         "dice_2": {"_target_": "DiceCallback", "prefix": "x"}}
+
+
+def test_set_changes_one_callback_and_old_list_paths_say_how():
+    config = load_configs([ROOT / "configs" / "demo.yml"], ["run.train.callbacks.dice.threshold=0.6"])
+    callbacks = config["run"]["train"]["callbacks"]
+    assert callbacks["dice"]["threshold"] == 0.6 and callbacks["iou"]["threshold"] == 0.5
+    with pytest.raises(CarsegError, match=r"--set run.0.num_epochs: run is a mapping by name now, not a list; "
+                                          r"use run.NAME.num_epochs with NAME one of: train"):
+        load_configs([ROOT / "configs" / "demo.yml"], ["run.0.num_epochs=5"])
+
+
+def test_bad_interpolation_names_the_key(tmp_path):
+    (tmp_path / "bad.yml").write_text("scheduler: {T_max: '${run.train.num_epoch}'}\nrun: {train: {num_epochs: 3}}\n")
+    with pytest.raises(CarsegError, match=r"bad.yml: .*run.train.num_epoch.*\(at scheduler.T_max\)"):
+        load_configs([tmp_path / "bad.yml"])
+
+
+def test_registry_checkpoint_callback_is_carseg_fixed_one():
+    from carseg.compat.checkpoint import CheckpointCallback, SupervisedRunner
+    from carseg.compat.callbacks import CheckRunCallback
+
+    assert REGISTRY.get("CheckpointCallback") is CheckpointCallback and REGISTRY.get("CheckRunCallback") is CheckRunCallback
+    assert REGISTRY.get("SupervisedRunner") is SupervisedRunner
+
+
+def test_import_carseg_stays_light():
+    """Inference commands start without Catalyst (seconds of imports); a clean interpreter shows what loads."""
+    code = "import sys, carseg, carseg.commands.car_segmentation, carseg.commands.catalyst_dl; print('catalyst' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr[-2000:]
+
+
+def test_real_recipe_overrides_only_what_it_changes():
     config = load_configs([ROOT / "configs" / "real.yml"])
     validate(config, "real.yml")
-    callbacks = config["run"][0]["callbacks"]
-    assert [c["_target_"] for c in callbacks] == [c["_target_"] for c in load_configs([ROOT / "configs" / "unet.yml"])["run"][0]["callbacks"]]
-    assert callbacks[1]["input_key"] == "probs" and callbacks[5]["patience"] == config["run"][0]["num_epochs"]
-    assert config["model"]["encoder_weights"] is None and config["experiment"]["soft_masks"] is True
-    assert config["scheduler"]["T_max"] == config["run"][0]["num_epochs"] and config["engine"]["bf16"] is True
+    unet = load_configs([ROOT / "configs" / "unet.yml"])
+    callbacks = config["run"]["train"]["callbacks"]
+    assert {**callbacks, "early_stopping": unet["run"]["train"]["callbacks"]["early_stopping"]} == unet["run"]["train"]["callbacks"]
+    assert callbacks["early_stopping"]["patience"] == config["run"]["train"]["num_epochs"] == config["scheduler"]["T_max"] == 96
+    assert config["model"]["encoder_weights"] is None and config["experiment"]["soft_masks"] is True and config["engine"]["bf16"] is True
+    for name in ("real.yml", "general.yml", "builtin.yml"):  # no inherited callback re-listed, no epoch count copied
+        text = (ROOT / "configs" / name).read_text()
+        assert "_target_: DiceCallback" not in text and "T_max" not in text, name
     # the built-in model is this recipe on all cars: nothing else may differ
     builtin = load_configs([ROOT / "configs" / "builtin.yml"])
     assert builtin["experiment"] == {**config["experiment"], "fit_all": True}
-    assert builtin["run"] == [{**config["run"][0], "logdir": "./logs/builtin"}]
+    assert builtin["run"] == {"train": {**config["run"]["train"], "logdir": "./logs/builtin"}}
     assert {k: v for k, v in builtin.items() if k not in ("experiment", "run")} == \
         {k: v for k, v in config.items() if k not in ("experiment", "run")}

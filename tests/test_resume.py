@@ -12,7 +12,7 @@ from catalyst import dl
 from carseg.commands.catalyst_dl import main
 from carseg.inference.predictor import Predictor
 from carseg.training.curves import read_metrics_csv
-from carseg.training.runner import CheckpointCallback
+from carseg.compat.checkpoint import CheckpointCallback
 
 from conftest import ROOT, red_car_photo
 from test_cli import catalyst_dl, overlay, prepared  # noqa: F401 - the module fixture
@@ -42,9 +42,9 @@ def test_killed_run_resumes_where_it_stopped(prepared, tmp_path):  # noqa: F811
     package = tmp_path / "killer"
     package.mkdir()
     (package / "__init__.py").write_text(KILLER)
-    logdir, config = tmp_path / "logs", overlay(tmp_path, prepared)  # 2 epochs; the cosine schedule spans 10
+    logdir, config = tmp_path / "logs", overlay(tmp_path, prepared)  # 2 epochs; the cosine schedule spans them
     killed = catalyst_dl("run", "-C", "configs/demo.yml", str(config), "--logdir", str(logdir), "--expdir", str(package),
-                         "--set", "run.0.callbacks.6={_target_: KillAtEpoch, epoch: 2}")
+                         "--set", "run.train.callbacks.kill={_target_: KillAtEpoch, epoch: 2}")
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert read_metrics_csv(logdir / "csv_logger" / "valid.csv")["step"] == [1]
 
@@ -52,7 +52,7 @@ def test_killed_run_resumes_where_it_stopped(prepared, tmp_path):  # noqa: F811
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert read_metrics_csv(logdir / "csv_logger" / "valid.csv")["step"] == [1, 2]  # ends at the configured epoch
     lr = read_metrics_csv(logdir / "csv_logger" / "_epoch_.csv")["lr"]
-    cosine = [0.003 * (1 + math.cos(math.pi * epoch / 10)) / 2 for epoch in (1, 2)]  # logged after each epoch's step
+    cosine = [0.003 * (1 + math.cos(math.pi * epoch / 2)) / 2 for epoch in (1, 2)]  # logged after each epoch's step
     assert lr == pytest.approx(cosine)  # the schedule went on; restarted, epoch 2 would log epoch 1's rate again
     assert torch.load(logdir / "checkpoints" / "training_state.pth", weights_only=False)["epoch_step"] == 2
 

@@ -6,13 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from catalyst.registry import REGISTRY
 
-import carseg  # noqa: F401
 from carseg.config import MERGED_CONFIG, load_configs
 from carseg.errors import CarsegError
 from carseg.inference.backends import load_traced
 from carseg.inference.predictor import Predictor
+from carseg.registry import registry
 from carseg.export.trace import trace_logdir
 
 from conftest import ROOT
@@ -32,7 +31,7 @@ def make_logdir(folder: Path, model_params: dict) -> Path:
     params = {k: v for k, v in model_params.items() if k != "_var_"}
     if "encoder_weights" in params:
         params["encoder_weights"] = None
-    model = REGISTRY.get_from_params(**params)
+    model = registry().get_from_params(**params)
     (folder / "checkpoints").mkdir()
     torch.save(model.state_dict(), folder / "checkpoints" / "model.best.pth")
     return folder
@@ -45,7 +44,7 @@ def test_traced_equals_eager_at_other_sizes(tmp_path, model_params):
     assert out == logdir / "trace" / "traced-best-forward.pth"
     traced, meta = load_traced(out)
     assert meta.image_size == (128, 192) and meta.output == "logits" and meta.model == model_params["_target_"]
-    eager = REGISTRY.get_from_params(**{k: (None if k == "encoder_weights" else v)
+    eager = registry().get_from_params(**{k: (None if k == "encoder_weights" else v)
                                         for k, v in model_params.items() if k != "_var_"}).eval()
     eager.load_state_dict(torch.load(logdir / "checkpoints" / "model.best.pth"))
     with torch.no_grad():

@@ -27,12 +27,11 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 def _load(args: argparse.Namespace) -> Tuple[Dict[str, Any], str]:
     """Merged, overridden and validated config, and a name for it in messages."""
-    import carseg  # noqa: F401 - registers carseg's names
     from carseg import config as cfg
 
     if args.expdir:
         _import_expdir(args.expdir)
-    config = cfg.apply_sets(cfg.load_configs(args.configs), args.sets)
+    config = cfg.load_configs(args.configs, args.sets)
     cfg.apply_overrides(config, logdir=args.logdir, seed=args.seed, check=args.check or None, verbose=args.verbose or None)
     source = " + ".join(str(p) for p in args.configs)
     cfg.validate(config, source)
@@ -54,9 +53,9 @@ def _building(source: str) -> Iterator[None]:
 def run(args: argparse.Namespace) -> None:
     """Merge, validate and run the configs through Catalyst's config runner."""
     from catalyst.contrib.scripts.run import run_from_params
-    from catalyst.registry import REGISTRY
 
-    from carseg.config import save_config, train_calls
+    from carseg.config import catalyst_params, save_config, train_calls
+    from carseg.registry import registry
     from carseg.training.curves import plot_curves
     from carseg.training.resume import apply_resume
 
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> None:
     for logdir in logdirs:
         save_config(config, Path(logdir), args.configs)
     with _building(source):
-        params = REGISTRY.get_from_params(**config)
+        params = registry().get_from_params(**catalyst_params(config))
     run_from_params(params)
     for logdir in logdirs:
         try:

@@ -5,15 +5,14 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 import torch
-from catalyst.registry import REGISTRY
 from catalyst.utils import trace_model
 
-import carseg  # noqa: F401 - registers carseg's names
 from carseg.config import MERGED_CONFIG, load_configs, train_calls
 from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, as_hw
 from carseg.errors import CarsegError
 from carseg.export.onnx import export_onnx
 from carseg.metadata import ModelMetadata, save_traced
+from carseg.registry import registry
 
 
 def build_model(config: Dict[str, Any], source: Path) -> torch.nn.Module:
@@ -24,7 +23,7 @@ def build_model(config: Dict[str, Any], source: Path) -> torch.nn.Module:
     params.pop("_var_", None)
     if "encoder_weights" in params:
         params["encoder_weights"] = None  # the checkpoint holds the trained weights
-    return REGISTRY.get_from_params(**params)
+    return registry().get_from_params(**params)
 
 
 def find_checkpoint(logdir: Path, checkpoint: str) -> Path:
@@ -52,7 +51,7 @@ def metadata(config: Dict[str, Any], model: torch.nn.Module, image_hw: Sequence[
     """Everything the Predictor needs besides the weights, from the logdir's config and the model it builds:
     normalisation, the threshold validation Dice was measured at, and the network's stride."""
     experiment = config.get("experiment", {})
-    dice = [c for entry in train_calls(config) for c in entry.get("callbacks", [])
+    dice = [c for entry in train_calls(config) for c in entry.get("callbacks", {}).values()
             if isinstance(c, dict) and c.get("_target_") == "DiceCallback" and c.get("threshold") is not None]
     stride = getattr(getattr(model, "encoder", None), "output_stride", None) or getattr(model, "size_divisor", 32)
     return ModelMetadata(model=config["model"].get("_target_"), image_size=tuple(image_hw),

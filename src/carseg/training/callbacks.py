@@ -13,17 +13,6 @@ from carseg.errors import CarsegError
 from carseg.evaluation.overlay import LEGEND, overlay, put_legend
 
 
-class CheckRunCallback(dl.CheckRunCallback):
-    """Catalyst's ``--check`` callback, fixed for loaders shorter than ``num_batch_steps``.
-
-    Catalyst's version leaves ``need_early_stop`` set when a loader runs out first, so the next
-    loader stops before its first batch and its metrics divide by zero.
-    """
-
-    def on_loader_start(self, runner: "dl.IRunner") -> None:
-        runner.need_early_stop = False
-
-
 class ChannelsLastCallback(dl.Callback):
     """Keep the model's weights channels-last (NHWC): oneDNN's CPU convolutions then run NHWC, ~27% less
     time per training step for the ResNet-18 U-Net at 256x384 on 2 cores; also what GPUs' tensor cores prefer."""

@@ -8,10 +8,10 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 from catalyst import dl
-from catalyst.callbacks.checkpoint import Checkpoint
 from catalyst.utils import pack_checkpoint, unpack_checkpoint
 
 from carseg.atomic import atomic_path
+from carseg.compat.checkpoint import checkpoint_records, restore_checkpoint_records
 from carseg.config import train_calls
 from carseg.errors import CarsegError
 
@@ -52,7 +52,7 @@ class TrainingStateCallback(dl.Callback):
             if isinstance(callback, dl.EarlyStoppingCallback):
                 callback.best_score, callback.num_no_improvement_epochs = state["early_stopping"]
             elif isinstance(callback, dl.CheckpointCallback):
-                callback._storage = [Checkpoint(obj=None, logpath=p, metric=m) for p, m in state["checkpoints"]]
+                restore_checkpoint_records(callback, state["checkpoints"])
 
     def on_epoch_end(self, runner: "dl.IRunner") -> None:
         logdir = getattr(runner, "_logdir", None)
@@ -66,7 +66,7 @@ class TrainingStateCallback(dl.Callback):
             if isinstance(callback, dl.EarlyStoppingCallback):
                 state["early_stopping"] = (callback.best_score, callback.num_no_improvement_epochs)
             elif isinstance(callback, dl.CheckpointCallback):
-                state["checkpoints"] = [(c.logpath, c.metric) for c in callback._storage]
+                state["checkpoints"] = checkpoint_records(callback)
         with atomic_path(Path(logdir) / "checkpoints" / STATE_FILE) as tmp:  # a kill mid-write keeps the last one
             torch.save(state, tmp)
 
@@ -75,7 +75,7 @@ def apply_resume(config: Dict[str, Any], resume: Union[bool, Path], logdir_given
     """Point every train call's TrainingStateCallback at the state to resume from: ``resume`` True means each
     call's own logdir; a logdir (which also becomes the run's logdir unless ``--logdir`` was given) or a state file."""
     for entry in train_calls(config):
-        callback = next((c for c in entry.get("callbacks", []) if c.get("_target_") == "TrainingStateCallback"), None)
+        callback = next((c for c in entry.get("callbacks", {}).values() if c.get("_target_") == "TrainingStateCallback"), None)
         if callback is None:
             raise CarsegError("--resume: the config's train call lists no TrainingStateCallback, so no run of it saved "
                               "a state to resume from; add it (as configs/_base_/default_runtime.yml does)")

@@ -11,11 +11,11 @@ from typing import Any, Dict, Optional
 
 import yaml
 from catalyst.contrib.scripts.run import run_from_params
-from catalyst.registry import REGISTRY
-from hydra_slayer import functional as F
 
 from carseg.atomic import atomic_path, write_bytes_atomic
-from carseg.config import apply_overrides, save_config, train_calls
+from carseg.compat.hydra import build_with_vars
+from carseg.config import apply_overrides, catalyst_params, save_config, train_calls
+from carseg.registry import registry
 from carseg.errors import CarsegError
 
 
@@ -43,12 +43,8 @@ def tune(config: Dict[str, Any], logdir: Path, n_trials: int, timeout: Optional[
     def objective(trial: "optuna.Trial") -> float:
         trial_dir = logdir / f"trial_{trial.number:03d}"
         trial_config = apply_overrides(copy.deepcopy(config), logdir=str(trial_dir))
-        params, _ = F._recursive_get_from_params(  # hydra-slayer's builder with `trial` as a variable, as catalyst-tune does
-            factory_key=REGISTRY.name_key, get_factory_func=REGISTRY.get, params=trial_config, shared_params={},
-            var_key=REGISTRY.var_key, attrs_delimiter=REGISTRY.attrs_delimiter,
-            vars_dict={**REGISTRY._vars_dict, "trial": trial},
-        )
-        run_from_params(params)
+        registry()
+        run_from_params(build_with_vars(catalyst_params(trial_config), trial=trial))
         return _best_metric(trial_dir)
 
     study = optuna.create_study(

@@ -1,13 +1,16 @@
-"""The config's ``SupervisedRunner``: Catalyst's, with a best checkpoint that really is the best epoch's."""
+"""Catalyst 22.04's best checkpoint, fixed, and the checkpoint records a resumed run restores."""
 import shutil
+from typing import List, Tuple
 
 from catalyst import dl
+from catalyst.callbacks.checkpoint import Checkpoint
 
 
 class CheckpointCallback(dl.CheckpointCallback):
     """Catalyst 22.04's checkpoint callback, fixed: it rewrote ``model.best.pth`` from the live model at every
     epoch end (its record of the best epoch holds a reference to the model, not a copy), so "best" held the last
-    epoch's weights. Here ``model.best.pth`` is a copy of the best epoch's own file, which the callback keeps."""
+    epoch's weights. Here ``model.best.pth`` is a copy of the best epoch's own file, which the callback keeps.
+    The registry's ``CheckpointCallback`` is this one."""
 
     def on_epoch_end_best(self, runner: "dl.IRunner") -> None:
         metrics = runner.epoch_metrics[self.loader_key] if self.loader_key is not None else runner.epoch_metrics
@@ -19,7 +22,8 @@ class CheckpointCallback(dl.CheckpointCallback):
 
 
 class SupervisedRunner(dl.SupervisedRunner):
-    """Catalyst's SupervisedRunner with :class:`CheckpointCallback` as its default checkpointing."""
+    """Catalyst's SupervisedRunner with :class:`CheckpointCallback` as its default checkpointing (Catalyst's own
+    ``get_callbacks`` adds the unfixed one under the private name ``_checkpoint``)."""
 
     def get_callbacks(self):
         callbacks = super().get_callbacks()
@@ -29,3 +33,13 @@ class SupervisedRunner(dl.SupervisedRunner):
                 logdir=default.logdir, loader_key=self._valid_loader, metric_key=self._valid_metric,
                 minimize=self._minimize_valid_metric, load_best_on_end=self._load_best_on_end)
         return callbacks
+
+
+def checkpoint_records(callback: dl.CheckpointCallback) -> List[Tuple[str, float]]:
+    """The checkpoints the callback keeps, best first, as (file, metric): its private ``_storage``."""
+    return [(record.logpath, record.metric) for record in callback._storage]
+
+
+def restore_checkpoint_records(callback: dl.CheckpointCallback, records: List[Tuple[str, float]]) -> None:
+    """Give a resumed run's callback the records of the stopped run, so it keeps ranking the same files."""
+    callback._storage = [Checkpoint(obj=None, logpath=path, metric=metric) for path, metric in records]
