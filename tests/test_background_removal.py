@@ -64,12 +64,12 @@ def test_forward_equals_the_model_on_a_plain_batch(tmp_path):
             assert prob.shape == p.resized_hw and np.abs(prob - expected[: prob.shape[0], : prob.shape[1]]).max() < 1e-5
 
 
-@pytest.mark.parametrize("image_size, expected", [(None, 8), (384, 2), (768, 1)])
-def test_default_batch_size_on_cpu_shrinks_with_the_input(tmp_path, image_size, expected):
+@pytest.mark.parametrize("max_size, expected", [(None, 8), (384, 2), (768, 1)])
+def test_default_batch_size_on_cpu_shrinks_with_the_input(tmp_path, max_size, expected):
     from conftest import RedOracle, save_traced
 
     model = save_traced(RedOracle((0.5,) * 3, (0.25,) * 3), tmp_path / "m.pth", image_size=(128, 192))
-    assert Predictor(model, device="cpu", image_size=image_size).default_batch_size == expected
+    assert Predictor(model, device="cpu", max_size=max_size).default_batch_size == expected
 
 
 def test_backgrounds():
@@ -104,7 +104,7 @@ def photos(tmp_path) -> Path:
 
 def test_cli_writes_rgba_pngs_at_full_resolution(photos, tmp_path, oracle_model):
     out = tmp_path / "out"
-    result = run(str(photos), str(out), str(oracle_model), "--save-mask", "--image-size", "512")
+    result = run(str(photos), str(out), str(oracle_model), "--save-mask", "--max-size", "512")
     assert result.returncode == 0, result.stderr
     assert "done 2, skipped 0 (already there), failed 0" in result.stdout
     cut = np.asarray(Image.open(out / "car_1.png"))
@@ -249,7 +249,7 @@ def test_cli_instances_canvas_shadow(tmp_path, oracle_model):
     write_rgb(tmp_path / "in" / "two.png", photo)
     out = tmp_path / "out"
     result = run(str(tmp_path / "in"), str(out), str(oracle_model), "--instances", "--canvas", "160x120", "--shadow",
-                 "--background", "white", "--image-size", "300")
+                 "--background", "white", "--max-size", "300")
     assert result.returncode == 0, result.stderr
     assert "done 1," in result.stdout and "2 cars cut out" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == ["summary.csv", "two_1.png", "two_2.png"]

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-mask", action="store_true", help="also write OUT/NAME_mask.png")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="photos per forward pass (default: 8 on GPU; on CPU 8 at 128x192 down to 1 at 512x768)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
+                        help="decoding processes (0: decode in this process; default %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="redo photos whose output already exists")
     parser.add_argument("--recursive", action="store_true", help="include subfolders (mirrored in OUT)")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="process only shard I of N (0-based), for job arrays")
@@ -51,6 +52,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.batch_size is not None and args.batch_size < 1:
             raise CarsegError(f"--batch-size {args.batch_size}: must be at least 1")
+        if args.workers < 0:
+            raise CarsegError(f"--workers {args.workers}: must be 0 or more")
         options = cutout_options(vars(args))
         if args.max_megapixels <= 0:
             raise CarsegError(f"--max-megapixels {args.max_megapixels}: must be positive")

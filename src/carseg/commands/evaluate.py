@@ -84,7 +84,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                           subject=args.subject, kinds=kinds)
         info = {"model": str(model_path(args.model)), "images": str(args.images or args.pairs), "subject": args.subject,
                 "masks": str(args.masks or args.pairs), "tta": args.tta, "refine": args.refine, "alpha": args.alpha,
-                "threshold": predictor.threshold, "image_size": predictor.max_size}
+                "threshold": predictor.threshold, "max_size": predictor.max_size}
         if args.csv:
             write_csv(result, args.csv)
         if args.json:

@@ -1,6 +1,7 @@
 """The options every inference command shares (``car_segmentation.py``, ``evaluate.py``, ``catalyst-dl serve``):
 which traced model, and how to run it."""
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from carseg.errors import CarsegError
@@ -11,8 +12,18 @@ if TYPE_CHECKING:
     from carseg.inference.predictor import Predictor
 
 
+class _OldMaxSize(argparse.Action):
+    """``--image-size S``, the old name of ``--max-size S`` (``catalyst-dl trace --image-size H W`` is another
+    thing), still read for one release with a one-line note."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"{parser.prog}: note: --image-size S is now --max-size S; the old name goes in the next release",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """MODEL (optional) and --threshold, --image-size, --tta, --refine, --backend, --device. The choices are spelt
+    """MODEL (optional) and --threshold, --max-size, --tta, --refine, --backend, --device. The choices are spelt
     out (the Predictor checks them again) so that building ``catalyst-dl``'s parser does not import the Predictor."""
     models = ", ".join(BUILTIN_NAMES)
     parser.add_argument("model", nargs="?", metavar="MODEL",
@@ -20,7 +31,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                              "cars in any photo; studio: studio turntable photos)")
     parser.add_argument("--model", dest="model_option", metavar="MODEL", help=f"the same as MODEL: {models} or a path")
     parser.add_argument("--threshold", type=float, metavar="T", help="probability threshold (default: the model's, 0.5)")
-    parser.add_argument("--image-size", type=int, metavar="S", help="network input longest side (default: the training size)")
+    parser.add_argument("--max-size", type=int, metavar="S",
+                        help="the photo's longest side at the network's input, in pixels (default: the model's training size)")
+    parser.add_argument("--image-size", type=int, dest="max_size", action=_OldMaxSize, help=argparse.SUPPRESS)
     parser.add_argument("--tta", choices=("none", "hflip", "d4"), default="none", help="test-time augmentation")
     parser.add_argument("--refine", choices=("guided", "none"), default="guided",
                         help="full-resolution edges: guided (follow the photo's edges; default) or none (bilinear)")
@@ -38,7 +51,7 @@ def load_predictor(args: argparse.Namespace) -> "Predictor":
     args.model = args.model if args.model is not None else args.model_option
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise CarsegError(f"--threshold {args.threshold}: must be in [0, 1]")
-    if args.image_size is not None and args.image_size < 1:
-        raise CarsegError(f"--image-size {args.image_size}: must be at least 1")
+    if args.max_size is not None and args.max_size < 1:
+        raise CarsegError(f"--max-size {args.max_size}: must be at least 1")
     return Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold,
-                     image_size=args.image_size, backend=args.backend, refine=args.refine)
+                     max_size=args.max_size, backend=args.backend, refine=args.refine)

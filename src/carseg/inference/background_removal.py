@@ -147,12 +147,23 @@ def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOpt
                        log=print, summary_csv: Optional[Path] = None, review_below: float = 0.5,
                        max_megapixels: float = 150.0) -> Summary:
     """Run every job not done yet (all with ``overwrite``); each failure is logged as one ``failed:`` line.
-    With ``options.instances`` a photo is done when its first car's cut-out exists. With ``summary_csv``, one row
-    per job is written there at the end (a skipped photo keeps the earlier run's row) and the summary counts the
-    photos whose confidence is under ``review_below``. A photo over ``max_megapixels`` fails from its header alone."""
+    With ``options.instances`` a photo is done when its first car's cut-out exists, or when the earlier run's row in
+    ``summary_csv`` says it was done with no car. With ``summary_csv``, one row per job is written there at the end (a
+    skipped photo keeps the earlier run's row) and the summary counts the photos whose confidence is under
+    ``review_below``. A photo over ``max_megapixels`` fails from its header alone."""
     summary = Summary(cars=0 if options.instances else None, review_below=review_below, summary_csv=summary_csv)
-    first = (lambda job: instance_path(job.output, 1)) if options.instances else (lambda job: job.output)
-    todo = [job for job in jobs if overwrite or not (first(job).is_file() and (job.mask is None or job.mask.is_file()))]
+    earlier = _earlier_rows(summary_csv) if summary_csv is not None else {}
+
+    def done(job: Job) -> bool:
+        if job.mask is not None and not job.mask.is_file():
+            return False
+        if not options.instances:
+            return job.output.is_file()
+        row = earlier.get(str(job.source), {})
+        no_car = row.get("output") == str(job.output) and row.get("status") in ("done", "skipped") and row.get("cars") == "0"
+        return no_car or instance_path(job.output, 1).is_file()
+
+    todo = [job for job in jobs if overwrite or not done(job)]
     summary.skipped = len(jobs) - len(todo)
     started = time.perf_counter()
 
@@ -173,7 +184,6 @@ def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOpt
         return PhotoRow(str(job.source), str(job.output), "done", f"{cut.confidence:.4f}", f"{cut.car_fraction:.4f}",
                         str(len(cut.pictures)))
 
-    earlier = _earlier_rows(summary_csv) if summary_csv is not None else {}
     pending = {id(job) for job in todo}
     rows = {str(job.source): _skipped_row(job, earlier.get(str(job.source), {})) for job in jobs if id(job) not in pending}
     for job, row, error in stream(todo, predictor, read, finish, batch_size, workers, progress, source=lambda j: j.source):

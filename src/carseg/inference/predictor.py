@@ -64,10 +64,11 @@ class Predictor:
     ``backend``: ``torchscript`` (``catalyst-dl trace``'s .pth), ``onnx`` (``--onnx``'s .onnx, run by
     onnxruntime) or ``auto`` (by the file's suffix). ``model``: a path, or a built-in model's name (None: ``general``).
     ``refine``: ``guided`` (default) moves the upsampled edges onto the photo's edges, ``none`` keeps them bilinear.
+    ``max_size``: the photo's longest side at the network's input (None: the longest side the model was trained at).
     """
 
     def __init__(self, model: Union[None, str, Path] = None, device: str = "auto", tta: str = "none",
-                 threshold: Optional[float] = None, image_size: Optional[int] = None, backend: str = "auto",
+                 threshold: Optional[float] = None, max_size: Optional[int] = None, backend: str = "auto",
                  refine: str = "guided"):
         if tta not in TTA_TRANSFORMS:
             raise CarsegError(f"--tta {tta}: choose one of {', '.join(TTA_TRANSFORMS)}")
@@ -79,7 +80,7 @@ class Predictor:
         self.runtime = load_model(model, self.backend, self.device)
         self.metadata = self.runtime.metadata
         self.threshold = self.metadata.threshold if threshold is None else threshold
-        self.max_size = image_size or max(self.metadata.image_size)
+        self.max_size = max_size or max(self.metadata.image_size)
         divisor = self.metadata.size_divisor
         # Same steps as validation (resize longest side, normalize); padding goes bottom/right
         # up to a multiple of the network stride, so any aspect ratio works.
