@@ -16,6 +16,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from carseg.evaluation import metrics
+from carseg.data.images import read_image
 from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from carseg.commands.evaluate import main as evaluate_main
 from carseg.evaluation.metrics import Confusion, confusion, roc_auc, scores
@@ -38,10 +39,16 @@ class RedOracle(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def traced_unet(tmp_path_factory) -> Path:
-    """A randomly initialised tiny UNet, traced like ``catalyst-dl trace`` does (no training)."""
+def traced_unet(tmp_path_factory, tiny_dataset) -> Path:
+    """A randomly initialised tiny UNet, traced like ``catalyst-dl trace`` does (no training). Its output is shifted so
+    that half of a test photo is 'car': untrained, it would call every pixel car whatever the photo."""
     torch.manual_seed(0)
-    return save_traced(UNet(base_channels=4, depth=2), tmp_path_factory.mktemp("unet") / "traced-best-forward.pth")
+    model = UNet(base_channels=4, depth=2).eval()
+    photo = cv2.resize(read_image(sorted((tiny_dataset / "test").glob("*.jpg"))[0]), MODEL_HW[::-1], interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(((photo / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        model.head.bias -= model(x).median()
+    return save_traced(model, tmp_path_factory.mktemp("unet") / "traced-best-forward.pth")
 
 
 @pytest.fixture(scope="module")
@@ -220,17 +227,26 @@ def test_cli_reports_dice_by_kind_and_size_and_the_confidence_rank_correlation(o
 
 
 def test_cli_real_unet_on_tiny_dataset(traced_unet, tiny_dataset, tmp_path):
-    """A traced (untrained) UNet through bin/evaluate.py with decoding in worker processes."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bin" / "evaluate.py"), str(traced_unet), "--images", str(tiny_dataset / "test"),
-         "--masks", str(tiny_dataset / "test_masks"), "--workers", "2", "--batch-size", "2", "--tta", "hflip",
-         "--json", str(tmp_path / "r.json"), "--device", "cpu"],
-        capture_output=True, text=True, timeout=120)
+    """A traced UNet through bin/evaluate.py, photos decoded in 2 worker processes and batched by 2, scores each photo
+    exactly as one photo at a time in this process does; --tta hflip reaches the model (it changes the scores)."""
+    data = ["--images", str(tiny_dataset / "test"), "--masks", str(tiny_dataset / "test_masks"), "--device", "cpu"]
+    result = subprocess.run([sys.executable, str(ROOT / "bin" / "evaluate.py"), str(traced_unet), *data, "--workers", "2",
+                             "--batch-size", "2", "--tta", "hflip", "--json", str(tmp_path / "r.json")],
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    count = len(list((tiny_dataset / "test").glob("*.jpg")))
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["n"] == count and report["failed"] == [] and report["tta"] == "hflip"
-    assert all(0 <= row["dice"] <= 1 and 0 <= row["accuracy"] <= 1 for row in report["per_image"])
+
+    def one_at_a_time(tta: str) -> dict[str, float]:
+        assert evaluate_main([str(traced_unet), *data, "--workers", "0", "--batch-size", "1", "--tta", tta, "--quiet",
+                              "--json", str(tmp_path / f"{tta}.json")]) == 0
+        return {row["image"]: row["dice"] for row in json.loads((tmp_path / f"{tta}.json").read_text())["per_image"]}
+
+    dice = {row["image"]: row["dice"] for row in report["per_image"]}
+    expected, without_tta = one_at_a_time("hflip"), one_at_a_time("none")
+    count = len(list((tiny_dataset / "test").glob("*.jpg")))
+    assert report["n"] == count == len(set(dice.values())) and report["failed"] == [] and report["tta"] == "hflip"
+    assert dice == pytest.approx(expected, abs=1e-6)
+    assert dice != pytest.approx(without_tta, abs=1e-3)
     last = result.stdout.strip().splitlines()[-1]
     assert last == f"dice={report['mean']['dice']:.4f} iou={report['mean']['iou']:.4f} n={count}"
 
@@ -247,10 +263,9 @@ def test_cli_unreadable_image_is_one_failure(oracle, labelled, capsys):
     assert captured.out.strip().splitlines()[-1].endswith(" n=3")
 
 
-def test_cli_errors_are_one_line(tmp_path, labelled):
+def test_cli_errors_are_one_line(call, tmp_path, labelled):
     images, masks, _ = labelled
-    result = subprocess.run([sys.executable, str(ROOT / "bin" / "evaluate.py"), str(tmp_path / "missing.pth"),
-                             "--images", str(images), "--masks", str(masks)], capture_output=True, text=True, timeout=60)
+    result = call(evaluate_main, tmp_path / "missing.pth", "--images", images, "--masks", masks)
     assert result.returncode == 1 and result.stdout == ""
     lines = [line for line in result.stderr.splitlines() if not line.startswith("evaluate.py: warning")]
     assert len(lines) == 1 and lines[0].startswith("evaluate.py: error: ") and "missing.pth" in lines[0]
