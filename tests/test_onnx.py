@@ -5,6 +5,7 @@ import sys
 import numpy as np
 from PIL import Image
 
+from carseg.commands.car_segmentation import main as car_segmentation
 from carseg.inference.predictor import Predictor
 from carseg.export.trace import trace_logdir
 
@@ -34,12 +35,11 @@ def test_onnx_agrees_with_torchscript(tmp_path):
     assert np.asarray(Image.open(tmp_path / "out" / "car.png")).shape == (333, 517, 4)
 
 
-def test_bad_onnx_file(tmp_path):
+def test_bad_onnx_file(call, tmp_path):
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"nope")
     (tmp_path / "in").mkdir()
     Image.fromarray(red_car_photo(40, 60)[0]).save(tmp_path / "in" / "car.jpg")
-    result = subprocess.run([sys.executable, str(ROOT / "bin" / "car_segmentation.py"), str(tmp_path / "in"),
-                             str(tmp_path / "out"), str(bad)], capture_output=True, text=True)
+    result = call(car_segmentation, tmp_path / "in", tmp_path / "out", bad)
     assert result.returncode == 1 and "not a readable ONNX model" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from carseg.data.pairs import car_id, pair_by_name
+from carseg.data.pairs import Pairing, car_id, pair_by_name
 from carseg.commands.prepare_dataset import main
 
 from conftest import ROOT
@@ -20,17 +20,20 @@ def run_prepare(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
                           cwd=cwd, capture_output=True, text=True)
 
 
-def test_pairs_by_name_not_position(dataset_copy):
-    # A mask whose name sorts differently from its image still pairs with the right image.
-    masks = dataset_copy / "train_masks"
-    extra_image = dataset_copy / "train" / "zzzz_01.jpg"
-    extra_mask = masks / "zzzz_01_mask.png"
-    Image.new("RGB", (240, 160)).save(extra_image)
-    Image.new("L", (240, 160)).save(extra_mask)
-    pairing = pair_by_name(dataset_copy / "train", masks)
-    assert not pairing.images_without_mask and not pairing.masks_without_image
-    for image, mask in pairing.pairs:
-        assert mask.name.startswith(image.stem + "_mask")
+def test_pairs_by_name_not_position(tmp_path):
+    """Images and masks whose names sort in different orders, one image without a mask and one mask without an
+    image: every image gets the mask of its own name, never the next one in sorted order."""
+    images, masks = tmp_path / "train", tmp_path / "train_masks"
+    images.mkdir()
+    masks.mkdir()
+    for name in ("b_lonely.jpg", "car.jpg", "car_10.jpg", "car_2.png"):
+        (images / name).touch()
+    for name in ("a_orphan_mask.gif", "car_10_mask.png", "car_2_mask.gif", "car_mask.gif", "notes.txt"):
+        (masks / name).touch()
+    assert pair_by_name(images, masks) == Pairing(
+        pairs=[(images / "car.jpg", masks / "car_mask.gif"), (images / "car_10.jpg", masks / "car_10_mask.png"),
+               (images / "car_2.png", masks / "car_2_mask.gif")],
+        images_without_mask=[images / "b_lonely.jpg"], masks_without_image=[masks / "a_orphan_mask.gif"])
 
 
 def test_writes_grouped_split_with_absolute_paths(dataset_copy, tmp_path):

@@ -268,9 +268,9 @@ def test_script_real(sources, tmp_path):
     assert len(list((out / "train_masks").glob("*_mask.png"))) == 6
 
 
-def test_script_real_without_clones(sources, tmp_path):
-    result = _script("--real", "--sources", str(tmp_path / "none"), "--data-dir", str(tmp_path / "out"),
-                     "--manifest", str(sources.manifest))
+def test_script_real_without_clones(call, sources, tmp_path):
+    result = call(download_dataset.main, "--real", "--sources", tmp_path / "none", "--data-dir", tmp_path / "out",
+                  "--manifest", sources.manifest)
     assert result.returncode == 1 and result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("download_dataset: error: ")
