@@ -37,8 +37,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", choices=("none", "hflip", "d4"), default="none", help="test-time augmentation")
     parser.add_argument("--refine", choices=("guided", "none"), default="guided",
                         help="full-resolution edges: guided (follow the photo's edges; default) or none (bilinear)")
-    parser.add_argument("--backend", choices=("auto", "torchscript", "onnx"), default="auto",
-                        help="model runtime; auto: onnx for a .onnx file, else TorchScript")
+    parser.add_argument("--backend", default="auto", metavar="NAME",  # checked by the Predictor: one list of backends
+                        help="model runtime: torchscript, onnx, or auto (default: onnx for a .onnx file, else torchscript)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run the model")
 
 
