@@ -96,3 +96,17 @@ def red_car_photo(height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
     image[:] = (30, 60, 200)
     image[mask > 0] = (220, 20, 20)
     return image, mask
+
+
+PAGE_TESTS = "test_serve_page.py"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Skipped web-page tests are said loudly at the end of the run: skipped in silence, CI passed without a browser."""
+    skipped = [report for report in terminalreporter.stats.get("skipped", []) if PAGE_TESTS in report.nodeid]
+    if skipped:
+        longrepr = skipped[0].longrepr
+        reason = (longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)).removeprefix("Skipped: ")
+        terminalreporter.section("web-page tests NOT RUN", sep="!", red=True, bold=True)
+        terminalreporter.line(f"{len(skipped)} skipped in tests/{PAGE_TESTS}: {reason}; .ci/run installs Chromium with "
+                              "apt-get as root", red=True, bold=True)
