@@ -5,6 +5,8 @@ from typing import List, Tuple
 from catalyst import dl
 from catalyst.callbacks.checkpoint import Checkpoint
 
+from carseg.progress import on_terminal
+
 
 class CheckpointCallback(dl.CheckpointCallback):
     """Catalyst 22.04's checkpoint callback, fixed: it rewrote ``model.best.pth`` from the live model at every
@@ -23,10 +25,14 @@ class CheckpointCallback(dl.CheckpointCallback):
 
 class SupervisedRunner(dl.SupervisedRunner):
     """Catalyst's SupervisedRunner with :class:`CheckpointCallback` as its default checkpointing (Catalyst's own
-    ``get_callbacks`` adds the unfixed one under the private name ``_checkpoint``)."""
+    ``get_callbacks`` adds the unfixed one under the private name ``_checkpoint``), and the progress bar of
+    ``verbose: true`` (``_verbose``) only on a terminal (:mod:`carseg.progress`): the console logger's line per
+    epoch is what a log file gets."""
 
     def get_callbacks(self):
         callbacks = super().get_callbacks()
+        if not on_terminal():
+            callbacks.pop("_verbose", None)
         default = callbacks.get("_checkpoint")
         if type(default) is dl.CheckpointCallback:  # the runner's own default, not one the config lists
             callbacks["_checkpoint"] = CheckpointCallback(

@@ -10,10 +10,10 @@ from typing import Any, Callable, Deque, Dict, Iterator, Optional, Sequence, Tup
 import cv2
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from carseg.errors import failure
 from carseg.inference.predictor import Predictor, Prepared
+from carseg.progress import progress_bar
 
 Job = TypeVar("Job")
 # read(job) -> (network input, extras for finish), in a loader worker; finish(job, extras, probability map) -> result,
@@ -79,7 +79,7 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
     cv2_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        with ThreadPoolExecutor(max_workers=threads) as pool, tqdm(total=len(jobs), unit="img", disable=not progress) as bar:
+        with ThreadPoolExecutor(max_workers=threads) as pool, progress_bar(progress, total=len(jobs), unit="img") as bar:
             for batch in loader:
                 good = [item for item in batch if "error" not in item]
                 for item in batch:
