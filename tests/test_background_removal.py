@@ -14,6 +14,8 @@ from carseg.commands.car_segmentation import main as car_segmentation
 from carseg.data.images import IMAGE_SUFFIXES
 from carseg.inference.background_removal import plan_jobs
 from carseg.inference.cutout import CutoutOptions, compose
+from carseg.errors import CarsegError
+from carseg.inference.precision import choose_precision, cpu_has_bf16
 from carseg.inference.predictor import Predictor
 
 from conftest import ROOT, Ran, red_car_photo
@@ -54,14 +56,17 @@ def test_forward_equals_the_model_on_a_plain_batch(tmp_path):
 
     torch.manual_seed(0)
     model = UNet(base_channels=4, depth=3).eval()
-    predictor = Predictor(save_traced(model, tmp_path / "unet.pth"), device="cpu")
-    photo = red_car_photo(64, 96)[0]
-    prepared = [predictor.prepare(photo), predictor.prepare(np.ascontiguousarray(photo[::-1, ::-1]))]
-    probs = predictor.forward(prepared)
-    with torch.no_grad():
-        for p, prob in zip(prepared, probs):
-            expected = torch.sigmoid(model(p.tensor[None]))[0, 0].numpy()
-            assert prob.shape == p.resized_hw and np.abs(prob - expected[: prob.shape[0], : prob.shape[1]]).max() < 1e-5
+    traced = save_traced(model, tmp_path / "unet.pth")
+    for precision, tolerance in (("fp32", 1e-5), ("bf16", 0.02)):  # bf16: 8 bits of mantissa
+        predictor = Predictor(traced, device="cpu", precision=precision)
+        photo = red_car_photo(64, 96)[0]
+        prepared = [predictor.prepare(photo), predictor.prepare(np.ascontiguousarray(photo[::-1, ::-1]))]
+        probs = predictor.forward(prepared)
+        with torch.no_grad():
+            for p, prob in zip(prepared, probs):
+                expected = torch.sigmoid(model(p.tensor[None]))[0, 0].numpy()
+                assert prob.shape == p.resized_hw and prob.dtype == np.float32
+                assert np.abs(prob - expected[: prob.shape[0], : prob.shape[1]]).max() < tolerance, precision
 
 
 @pytest.mark.parametrize("max_size, expected", [(None, 8), (384, 2), (768, 1)])
@@ -76,7 +81,8 @@ def test_backgrounds():
     image, mask = red_car_photo(20, 30)
     cut = lambda background: compose(image, mask / 255.0, CutoutOptions(background=background, alpha="hard"), 0.5)[0]
     rgba = cut("transparent")
-    assert rgba.shape == (20, 30, 4) and (rgba[..., 3] == mask).all() and (rgba[..., :3] == image).all()
+    assert rgba.shape == (20, 30, 4) and (rgba[..., 3] == mask).all() and (rgba[mask > 0, :3] == image[mask > 0]).all()
+    assert not rgba[mask == 0].any()  # transparent pixels are black: the photo's background is not kept in the file
     white = cut((255, 255, 255))
     assert (white[mask == 0] == 255).all() and (white[mask > 0] == image[mask > 0]).all()
     green = cut((0, 255, 0))
@@ -270,3 +276,39 @@ def test_cli_bad_cutout_options_fail_before_any_photo(call, photos, tmp_path, or
     assert result.returncode == 1 and result.stderr.startswith(f"car_segmentation.py: error: {message}")
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags, expected", [("fpu sse avx512f avx512_bf16", True), ("fpu amx_bf16 amx_tile", True),
+                                             ("fpu sse avx2 avx512f avx512_vnni", False)])
+def test_bf16_is_native_only_with_its_instructions(tmp_path, flags, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert cpu_has_bf16(cpuinfo) is expected
+    assert cpu_has_bf16(tmp_path / "missing") is False  # not Linux: fp32
+
+
+def test_precision_choice(monkeypatch):
+    monkeypatch.setattr("carseg.inference.precision.cpu_has_bf16", lambda: True)
+    assert choose_precision("auto", "cpu", "torchscript") == ("bf16", "auto: the CPU has AVX-512 BF16 or AMX")
+    assert choose_precision("fp32", "cpu", "torchscript") == ("fp32", "asked for")
+    assert choose_precision("auto", "cpu", "onnx") == ("fp32", "the onnx backend runs fp32")
+    monkeypatch.setattr("carseg.inference.precision.cpu_has_bf16", lambda: False)
+    assert choose_precision("auto", "cpu", "torchscript") == ("fp32", "auto: the CPU has no native bf16")  # never slower
+    with pytest.raises(CarsegError, match="--precision bf16: the onnx backend runs fp32 only"):
+        choose_precision("bf16", "cpu", "onnx")
+
+
+def test_bf16_cut_outs_match_fp32(tmp_path, oracle_model, call):
+    """The default precision's masks are fp32's on the oracle's photos, and the choice is said once on stderr."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for number, (height, width) in enumerate(((300, 450), (241, 377))):
+        Image.fromarray(red_car_photo(height, width)[0]).save(folder / f"car{number}.png")
+    masks = {}
+    for precision in ("fp32", "bf16"):
+        ran = call(car_segmentation, folder, tmp_path / precision, oracle_model, "--precision", precision, "--workers", "0")
+        assert ran.returncode == 0 and ran.stderr.count("precision") == 1 and f"precision {precision} (asked for)" in ran.stderr
+        masks[precision] = [cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., 3] > 0
+                            for path in sorted((tmp_path / precision).glob("car*.png"))]
+    for a, b in zip(masks["fp32"], masks["bf16"]):
+        assert (a & b).sum() / (a | b).sum() >= 0.995

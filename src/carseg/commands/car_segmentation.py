@@ -62,7 +62,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         check_format(args.format, options.background)
         jobs, ignored = plan_jobs(args.input, args.output, args.format, args.save_mask, args.recursive, parse_shard(args.shard))
         check_writable(args.output)
-        predictor = load_predictor(args)
+        predictor = load_predictor(args, announce=not args.quiet)
         summary = remove_backgrounds(jobs, predictor, options, args.format,
                                      args.batch_size or predictor.default_batch_size, args.workers,
                                      args.overwrite, progress=not args.quiet, log=log,

@@ -78,13 +78,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             frame = read_pairs_csv(args.pairs)
             pairs = [(Path(i), Path(m)) for i, m in frame[["image", "mask"]].itertuples(index=False)]
             kinds = frame["kind"].astype(str).tolist() if "kind" in frame.columns else None
-        predictor = load_predictor(args)
+        predictor = load_predictor(args, announce=not args.quiet)
         result = evaluate(pairs, predictor, args.batch_size or predictor.default_batch_size, args.workers,
                           args.num_overlays if args.overlays else 0, progress=not args.quiet, log=log, alpha=args.alpha,
                           subject=args.subject, kinds=kinds)
         info = {"model": str(model_path(args.model)), "images": str(args.images or args.pairs), "subject": args.subject,
                 "masks": str(args.masks or args.pairs), "tta": args.tta, "refine": args.refine, "alpha": args.alpha,
-                "threshold": predictor.threshold, "max_size": predictor.max_size}
+                "threshold": predictor.threshold, "max_size": predictor.max_size, "precision": predictor.precision}
         if args.csv:
             write_csv(result, args.csv)
         if args.json:

@@ -23,7 +23,7 @@ class _OldMaxSize(argparse.Action):
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """MODEL (optional) and --threshold, --max-size, --tta, --refine, --backend, --device. The choices are spelt
+    """MODEL (optional) and --threshold, --max-size, --tta, --refine, --backend, --device, --precision. The choices are spelt
     out (the Predictor checks them again) so that building ``catalyst-dl``'s parser does not import the Predictor."""
     models = ", ".join(BUILTIN_NAMES)
     parser.add_argument("model", nargs="?", metavar="MODEL",
@@ -40,10 +40,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", metavar="NAME",  # checked by the Predictor: one list of backends
                         help="model runtime: torchscript, onnx, or auto (default: onnx for a .onnx file, else torchscript)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run the model")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="the forward pass's number format: auto (default) is bf16 where the CPU (AVX-512 BF16, AMX) "
+                             "or GPU runs it natively, else fp32; same masks within rounding")
 
 
-def load_predictor(args: argparse.Namespace) -> "Predictor":
-    """The Predictor the options name, or one clear error line for a bad value."""
+def load_predictor(args: argparse.Namespace, announce: bool = True) -> "Predictor":
+    """The Predictor the options name, or one clear error line for a bad value; with ``announce``, one line on
+    stderr says the precision chosen and why."""
     from carseg.inference.predictor import Predictor  # noqa: F811 - here, not at import: see add_model_options
 
     if args.model is not None and args.model_option is not None:
@@ -53,5 +57,9 @@ def load_predictor(args: argparse.Namespace) -> "Predictor":
         raise CarsegError(f"--threshold {args.threshold}: must be in [0, 1]")
     if args.max_size is not None and args.max_size < 1:
         raise CarsegError(f"--max-size {args.max_size}: must be at least 1")
-    return Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold,
-                     max_size=args.max_size, backend=args.backend, refine=args.refine)
+    predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold,
+                          max_size=args.max_size, backend=args.backend, refine=args.refine, precision=args.precision)
+    if announce:
+        print(f"{predictor.metadata.model} on {predictor.device}, precision {predictor.precision} "
+              f"({predictor.precision_reason})", file=sys.stderr)
+    return predictor

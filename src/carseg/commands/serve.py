@@ -16,10 +16,10 @@ def serve(args: argparse.Namespace) -> None:
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise CarsegError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be positive")
     torch.set_num_threads(args.threads)
-    predictor = load_predictor(args)
+    predictor = load_predictor(args, announce=False)
     settings = Settings(max_upload_mb=args.max_upload_mb, max_megapixels=args.max_megapixels, timeout_s=args.timeout,
                         max_batch=args.max_batch or predictor.default_batch_size, max_wait_ms=args.max_wait_ms, workers=args.workers)
-    print(f"catalyst-dl serve: {predictor.metadata.model} on {predictor.device}, batches of up to {settings.max_batch}; web page and API at "
+    print(f"catalyst-dl serve: {predictor.metadata.model} on {predictor.device}, precision {predictor.precision}, batches of up to {settings.max_batch}; web page and API at "
           f"http://{args.host}:{args.port}/ (API documentation at /docs)", flush=True)
     uvicorn.run(create_app(predictor, settings), host=args.host, port=args.port, log_level=args.log_level)
 

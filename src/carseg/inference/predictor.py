@@ -22,6 +22,7 @@ from carseg.inference.backends import Backend, backend_for, load_model
 from carseg.inference.cutout import binarize
 from carseg.inference.guided_filter import guided_filter
 from carseg.inference.options import CutoutOptions
+from carseg.inference.precision import choose_precision
 from carseg.inference.step import cut_out
 
 CPU_BATCH_PIXELS = 8 * 128 * 192  # network input pixels per forward pass on CPU (see Predictor.default_batch_size)
@@ -65,11 +66,13 @@ class Predictor:
     onnxruntime) or ``auto`` (by the file's suffix). ``model``: a path, or a built-in model's name (None: ``general``).
     ``refine``: ``guided`` (default) moves the upsampled edges onto the photo's edges, ``none`` keeps them bilinear.
     ``max_size``: the photo's longest side at the network's input (None: the longest side the model was trained at).
+    ``precision``: the forward pass's number format, ``auto`` (bf16 where the hardware has it natively), ``fp32`` or
+    ``bf16`` (:mod:`carseg.inference.precision`); ``self.precision`` and ``self.precision_reason`` say what was chosen.
     """
 
     def __init__(self, model: Union[None, str, Path] = None, device: str = "auto", tta: str = "none",
                  threshold: Optional[float] = None, max_size: Optional[int] = None, backend: str = "auto",
-                 refine: str = "guided"):
+                 refine: str = "guided", precision: str = "auto"):
         if tta not in TTA_TRANSFORMS:
             raise CarsegError(f"--tta {tta}: choose one of {', '.join(TTA_TRANSFORMS)}")
         if refine not in REFINE:
@@ -77,6 +80,7 @@ class Predictor:
         self.refine = refine
         self.device = resolve_device(device)
         self.backend = backend_for(model, backend)
+        self.precision, self.precision_reason = choose_precision(precision, self.device, self.backend)
         self.runtime = load_model(model, self.backend, self.device)
         self.metadata = self.runtime.metadata
         self.threshold = self.metadata.threshold if threshold is None else threshold
@@ -135,7 +139,8 @@ class Predictor:
         batch = batch.to(self.device)
         if self.device == "cpu" and self.runtime.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        probs = self.model(batch)[:, 0].float().cpu().numpy()
+        with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            probs = self.model(batch)[:, 0].float().cpu().numpy()
         return [prob[: p.resized_hw[0], : p.resized_hw[1]].copy() for prob, p in zip(probs, prepared)]
 
     def upsample(self, prob: np.ndarray, photo: np.ndarray) -> np.ndarray:
