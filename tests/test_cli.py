@@ -17,8 +17,7 @@ CATALYST_DL = [sys.executable, "-c", "from carseg.commands.catalyst_dl import ma
 
 
 def catalyst_dl(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """A new interpreter for whatever builds the config's objects: Catalyst's registry keeps each ``_var_`` object for
-    the rest of the process, so a second build in one process fails (``_target_`` and ``_var_`` ... are exclusive)."""
+    """``catalyst-dl`` in a new interpreter, as users run it (training runs: Catalyst, DataLoader workers, exit)."""
     return subprocess.run([*CATALYST_DL, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
@@ -87,20 +86,20 @@ def test_expdir_registers_user_models(prepared, tmp_path):
 @pytest.mark.parametrize("experiment, fragment", [
     ({"train_csv": "/nowhere/train.csv"}, "/nowhere/train.csv: CSV not found"),
 ])
-def test_bad_data_is_one_line(prepared, tmp_path, experiment, fragment):
-    result = catalyst_dl("run", "-C", "configs/demo.yml", str(overlay(tmp_path, prepared, **experiment)),
-                         "--logdir", str(tmp_path / "logs"))
+def test_bad_data_is_one_line(call, prepared, tmp_path, experiment, fragment):
+    result = call(catalyst_dl_main, "run", "-C", "configs/demo.yml", str(overlay(tmp_path, prepared, **experiment)),
+                  "--logdir", str(tmp_path / "logs"))  # in one process, one build after another
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"catalyst-dl run: error: {fragment}; run bin/prepare_dataset.py --datapath DIR first"]
 
 
-def test_csv_pointing_to_missing_files(prepared, tmp_path):
+def test_csv_pointing_to_missing_files(call, prepared, tmp_path):
     frame = pd.read_csv(prepared / "dataset_valid.csv")
     frame.loc[0, "image"] = "/gone/a.jpg"
     bad_csv = tmp_path / "valid.csv"
     frame.to_csv(bad_csv, index=False)
-    result = catalyst_dl("run", "-C", "configs/demo.yml", str(overlay(tmp_path, prepared, valid_csv=str(bad_csv))),
-                         "--logdir", str(tmp_path / "logs"))
+    result = call(catalyst_dl_main, "run", "-C", "configs/demo.yml", str(overlay(tmp_path, prepared, valid_csv=str(bad_csv))),
+                  "--logdir", str(tmp_path / "logs"))
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "valid.csv: points to missing files (/gone/a.jpg)" in lines[0]

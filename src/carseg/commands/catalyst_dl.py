@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> None:
     """Merge, validate and run the configs through Catalyst's config runner."""
     from catalyst.contrib.scripts.run import run_from_params
 
+    from carseg.compat.hydra import build_with_vars
     from carseg.config import catalyst_params, save_config, train_calls
     from carseg.registry import registry
     from carseg.training.curves import plot_curves
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> None:
     for logdir in logdirs:
         save_config(config, Path(logdir), args.configs)
     with _building(source):
-        params = registry().get_from_params(**catalyst_params(config))
+        registry()
+        params = build_with_vars(catalyst_params(config))  # this run's _var_ objects only, not an earlier run's
     run_from_params(params)
     for logdir in logdirs:
         try:

@@ -6,9 +6,11 @@ from hydra_slayer import functional as F
 
 
 def build_with_vars(params: Dict[str, Any], **variables: Any) -> Dict[str, Any]:
-    """``REGISTRY.get_from_params(**params)`` where ``_var_`` may also name ``variables``. hydra-slayer 0.5 offers no
-    public way to add variables, so this calls its private recursive builder with the registry's private variables
-    and the extra ones, as Catalyst's own ``catalyst-tune`` does."""
+    """``REGISTRY.get_from_params(**params)`` where ``_var_`` may also name ``variables``, and the objects the build
+    names with ``_var_`` stay in this build: ``get_from_params`` keeps them in the registry for the rest of the
+    process, so a second config built in the same process (``main()`` called twice, tuning trials) failed with
+    "``_target_`` and ``_var_`` are exclusive". hydra-slayer 0.5 offers no public way to do either, so this calls its
+    private recursive builder with a copy of the registry's private variables, as Catalyst's ``catalyst-tune`` does."""
     built, _ = F._recursive_get_from_params(
         factory_key=REGISTRY.name_key, get_factory_func=REGISTRY.get, params=params, shared_params={},
         var_key=REGISTRY.var_key, attrs_delimiter=REGISTRY.attrs_delimiter,
