@@ -147,8 +147,9 @@ class Predictor:
         """A network-resolution probability map (from ``forward``) at the resolution of ``photo`` (RGB or grey),
         its edges refined on the photo's own when ``refine`` is ``guided``."""
         # Upsample probabilities, not the thresholded mask: smooth full-resolution edges.
-        full = cv2.resize(prob, (photo.shape[1], photo.shape[0]), interpolation=cv2.INTER_LINEAR)
-        return guided_filter(photo, full) if self.refine == "guided" else full
+        if self.refine == "guided":
+            return guided_filter(photo, prob)
+        return cv2.resize(prob, (photo.shape[1], photo.shape[0]), interpolation=cv2.INTER_LINEAR)
 
     def probabilities(self, prepared: Sequence[Prepared], photos: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Probability maps (float32, each at its photo's own resolution) for one batch; ``photos`` (RGB or grey)
