@@ -1,15 +1,28 @@
 """``catalyst-dl serve``: a real server process, a real HTTP client; answers, options, bad input, batching."""
+import asyncio
+import http.client
 import io
+import re
+import socket
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
+import cv2
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
+from carseg.commands import catalyst_dl
+from carseg.inference.predictor import Predictor
+from carseg.serve import app as service
+from carseg.serve.app import Settings, create_app
+from carseg.serve.batcher import Batcher
+from carseg.serve.photos import ServeError, decode
 from conftest import red_car_photo
-from serving import running_server
+from serving import running_server, serving_app
 
 HEIGHT, WIDTH = 160, 240
 
@@ -169,3 +182,177 @@ def test_request_timeout_is_a_json_504_and_the_server_goes_on(oracle_model, car)
         response = remove(http, car[2])
         assert response.status_code == 504 and "--timeout" in response.json()["error"]
         assert http.get("/health").json()["status"] == "ok"
+
+
+def cars_photo(height: int, width: int, count: int, size: int = 12) -> np.ndarray:
+    """``count`` red squares ('cars') of ``size`` px spread in a grid on blue, far enough apart to stay apart."""
+    photo = np.zeros((height, width, 3), np.uint8)
+    photo[:] = (30, 60, 200)
+    columns = int(np.ceil(np.sqrt(count * width / height)))
+    step_x, step_y = width // columns, height // int(np.ceil(count / columns))
+    for index in range(count):
+        y, x = (index // columns) * step_y + step_y // 4, (index % columns) * step_x + step_x // 4
+        photo[y: y + size, x: x + size] = (220, 20, 20)
+    return photo
+
+
+@pytest.mark.parametrize("params, body, words", [
+    ({"crop": "3000%"}, None, "crop=3000%: the cut-out of a 240x160 photo could grow to 14640x9760"),
+    ({"crop": "400"}, None, "crop=400: the cut-out of a 240x160 photo could grow to 1040x960"),
+    ({"canvas": "20000x20000"}, None, "canvas=20000x20000: 400.0 megapixels, over the limit of 0.1 (--max-megapixels)"),
+    ({"canvas": "20000x20000", "crop": "0"}, None, "canvas=20000x20000"),
+    ({"format": "webp"}, (5, 17000), "format=webp: takes at most 16383 pixels a side, the cut-out could be 17000x5"),
+])
+def test_an_answer_over_the_limits_is_refused_before_any_work(client, car, params, body, words):
+    """Crop margins and canvases that would grow the answer past --max-megapixels (0.1 here), or a picture wider
+    than its format takes: 413 from the photo's header, before the forward pass (the batcher ran nothing)."""
+    body = car[2] if body is None else encoded(np.zeros((*body, 3), np.uint8))
+    before = client.get("/health").json()["requests"]
+    response = remove(client, body, **params)
+    assert response.status_code == 413, response.text
+    assert words in response.json()["error"] and response.elapsed.total_seconds() < 2
+    assert client.get("/health").json()["requests"] == before
+    assert remove(client, body, **{**params, "format": "png", "crop": "5%", "canvas": "300x200"}).status_code == 200
+
+
+def test_instances_are_bounded_in_number_and_in_pixels(client):
+    """instances=true with instances_min_area=0 on a photo of specks: 413 naming --max-instances, before any
+    picture is made; three cars at full size (3 x 0.09 MP) pass twice --max-megapixels (0.2 MP): 413 saying that
+    crop cuts each car out in its own box, and with crop=2 three small pictures come back."""
+    specks = remove(client, encoded(cars_photo(200, 300, 60, size=6)), instances="true", instances_min_area="0")
+    assert specks.status_code == 413, specks.text
+    assert re.fullmatch(r"60 cars of at least instances_min_area=0\.0 of the photo, over --max-instances 20; raise "
+                        r"instances_min_area or send a photo with fewer cars", specks.json()["error"])
+    three = encoded(cars_photo(300, 300, 3, size=40))
+    full = remove(client, three, instances="true")
+    assert full.status_code == 413 and full.json()["error"] == (
+        "3 cut-outs holding 0.3 megapixels, over the limit of 0.2 (2 x --max-megapixels); crop=5% cuts each car out "
+        "in its own box")
+    cropped = remove(client, three, instances="true", crop="2")
+    with zipfile.ZipFile(io.BytesIO(cropped.content)) as archive:
+        shapes = [decoded(archive.read(name)).shape for name in archive.namelist()]
+    assert len(shapes) == 3 and all(abs(h - 44) <= 4 and abs(w - 44) <= 4 for h, w, _ in shapes)  # 40 + 2 x 2 px
+
+
+def test_huge_query_strings_and_values_are_refused_without_echo(client, car):
+    """A 100 KB query string: 414 in a short answer; a 1000-character bad value: 422 quoting its first 40."""
+    url = urlsplit(str(client.base_url))
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    connection.request("POST", "/api/remove?crop=" + "x" * 100_000, body=car[2])
+    response = connection.getresponse()
+    body = response.read()
+    assert response.status == 414 and len(body) < 200 and response.getheader("x-request-id")
+    assert b"over the limit of 2048" in body
+    long = remove(client, car[2], crop="y" * 1000)
+    assert long.status_code == 422 and len(long.json()["error"]) < 250
+    assert "crop=" + "y" * 40 + "... (1000 characters): give a margin" in long.json()["error"]
+
+
+def test_every_answer_carries_a_request_id(client, car):
+    answers = [remove(client, car[2]), remove(client, b""), remove(client, car[2], alpha="fuzzy"), client.get("/health")]
+    ids = [answer.headers["x-request-id"] for answer in answers]
+    assert all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids) and len(set(ids)) == 4
+
+
+def test_a_decoder_failure_is_a_client_error(monkeypatch):
+    def refuses(data, flags=None):
+        raise cv2.error("OpenCV(5.0.0) loadsave.cpp:1701: error: (-215:Assertion failed) in function 'imdecode_'")
+
+    monkeypatch.setattr("carseg.serve.photos.decode_image", refuses)
+    with pytest.raises(ServeError) as refused:
+        decode(b"anything")
+    assert refused.value.status == 400 and str(refused.value) == (
+        "corrupt or unsupported image: it could not be decoded; send a JPEG, PNG or WebP photo")
+
+
+@pytest.fixture
+def oracle(oracle_model) -> Predictor:
+    return Predictor(str(oracle_model), refine="none")
+
+
+def test_an_internal_error_is_logged_and_answered_with_its_id_only(oracle, car, monkeypatch, caplog):
+    """A true 500: the traceback goes to the server's log under the request id, the answer is one sentence with
+    that id and nothing of the exception, and the same connection serves the next request."""
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together with shapes (160,240,4) (3,)")
+
+    with serving_app(create_app(oracle)) as url:
+        address = urlsplit(url)
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+        with monkeypatch.context() as patch:
+            patch.setattr(service, "cut_out", broken)
+            connection.request("POST", "/api/remove", body=car[2])
+            response = connection.getresponse()
+            answer = response.read().decode()
+        local = connection.sock.getsockname()
+        request_id = response.getheader("x-request-id")
+        assert response.status == 500 and "broadcast" not in answer and "ValueError" not in answer
+        assert f"internal error, logged as request {request_id}; the service goes on" in answer
+        logged = [record for record in caplog.records if request_id in record.getMessage()]
+        assert logged and "broadcast together" in str(logged[0].exc_info[1])
+        connection.request("POST", "/api/remove", body=car[2])
+        again = connection.getresponse()
+        again.read()
+        assert again.status == 200 and connection.sock.getsockname() == local  # keep-alive kept
+
+
+def test_a_timed_out_request_stops_and_the_next_is_answered_at_once(oracle, car, monkeypatch):
+    """--timeout 0.6 s, one codec thread, and a slow stand-in encoder (0.25 s a picture): a 12-car instances=true
+    request gets its 504 at the deadline and stops making pictures there, so a good request sent next is answered
+    in its own time, not after the 2.4 s of pictures the timed-out one had left."""
+    encoded_shapes = []
+
+    def slow_encode(picture: np.ndarray, fmt: str) -> bytes:
+        time.sleep(0.25)
+        encoded_shapes.append(picture.shape)
+        return encoded(picture)
+
+    monkeypatch.setattr(service, "encode", slow_encode)
+    app = create_app(oracle, Settings(timeout_s=0.6, workers=1, max_batch=1))
+    with serving_app(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        slow = remove(http, encoded(cars_photo(200, 300, 12, size=30)), instances="true")
+        assert slow.status_code == 504 and "--timeout" in slow.json()["error"]
+        started = time.perf_counter()
+        good = remove(http, car[2])
+        assert good.status_code == 200 and time.perf_counter() - started < 1.5
+        assert len(encoded_shapes) <= 5  # at most 4 of the 12 pictures, and the good request's one
+
+
+def test_batcher_drops_a_cancelled_request_before_its_forward_pass():
+    forwarded = []
+
+    def forward(items):
+        forwarded.append(list(items))
+        time.sleep(0.2)
+        return items
+
+    async def requests() -> int:
+        async with Batcher(forward, max_batch=1, max_wait=0) as batcher:
+            first = asyncio.create_task(batcher("first"))
+            await asyncio.sleep(0.05)  # first's forward pass runs, the next two queue behind it
+            timed_out, waiting = asyncio.create_task(batcher("timed out")), asyncio.create_task(batcher("waiting"))
+            await asyncio.sleep(0.05)
+            timed_out.cancel()
+            assert await first == ("first", 1) and await waiting == ("waiting", 1)
+            return batcher.dropped
+
+    assert asyncio.run(requests()) == 1 and forwarded == [["first"], ["waiting"]]
+
+
+def test_slow_headers_are_cut_off(oracle):
+    """A client sending its headers a byte at a time loses the connection at --header-timeout (0.5 s here)."""
+    with serving_app(create_app(oracle), header_timeout=0.5) as url:
+        address = urlsplit(url)
+        with socket.create_connection((address.hostname, address.port), timeout=10) as slow:
+            slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            started = time.perf_counter()
+            assert slow.recv(100) == b""  # closed, no answer
+            assert 0.3 < time.perf_counter() - started < 5
+        assert httpx.get(f"{url}/health").status_code == 200
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_a_bad_port_is_one_line(call, port):
+    ran = call(catalyst_dl.main, "serve", "--port", port)
+    assert ran.returncode == 1
+    assert ran.stderr == f"catalyst-dl serve: error: --port {port}: give a TCP port from 1 to 65535 (default 8080)\n"

@@ -16,6 +16,8 @@ ENCODE_PARAMS = {
     "jpg": [cv2.IMWRITE_JPEG_QUALITY, 95],
     "webp": [cv2.IMWRITE_WEBP_QUALITY, 95],
 }
+# The longest side each format's encoder takes (WebP: 14 bits; OpenCV's JPEG writer: 65500); PNG has no such limit
+MAX_SIDE = {"webp": 16383, "jpg": 65500}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MASK_SUFFIXES = (".gif", ".png", ".bmp", ".tif", ".tiff")
 

@@ -1,6 +1,6 @@
 """Framing a cut-out: one alpha per car, the box around a car plus a margin, fitting it onto a fixed canvas,
 and a backdrop image scaled to cover a frame."""
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -9,12 +9,31 @@ Box = Tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive); may reach 
 Margin = Tuple[float, bool]      # (value, True when it is a percentage of the car's box)
 
 
-def split_instances(alpha: np.ndarray, min_area: float) -> List[np.ndarray]:
-    """One alpha per connected region of ``alpha > 0`` covering at least ``min_area`` of the photo, largest first."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats((alpha > 0).astype(np.uint8), connectivity=8)
+def _regions(mask: np.ndarray, min_area: float) -> Tuple[np.ndarray, np.ndarray, List[int]]:
+    """Labels and stats of the connected regions of ``mask > 0``, and the labels of those covering at least
+    ``min_area`` of the photo, largest first."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = [i + 1 for i in np.argsort(-areas, kind="stable") if areas[i] >= min_area * alpha.size]
-    return [np.where(labels == label, alpha, np.float32(0)) for label in keep]
+    return labels, stats, [i + 1 for i in np.argsort(-areas, kind="stable") if areas[i] >= min_area * mask.size]
+
+
+def split_instances(alpha: np.ndarray, min_area: float) -> Iterator[np.ndarray]:
+    """One alpha per connected region of ``alpha > 0`` covering at least ``min_area`` of the photo, largest first;
+    made one at a time, so only one full-size alpha is alive while its picture is made."""
+    labels, _, keep = _regions(alpha, min_area)
+    return (np.where(labels == label, alpha, np.float32(0)) for label in keep)
+
+
+def region_sizes(mask: np.ndarray, min_area: float) -> List[Tuple[int, int]]:
+    """The (width, height) of the box around each region ``split_instances`` would make of ``mask``, largest first."""
+    _, stats, keep = _regions(mask, min_area)
+    return [(int(stats[label, cv2.CC_STAT_WIDTH]), int(stats[label, cv2.CC_STAT_HEIGHT])) for label in keep]
+
+
+def margins(width: int, height: int, margin: Margin) -> Tuple[int, int]:
+    """What ``margin`` (pixels, or % of the box's width and height) adds on each side of a width x height box."""
+    value, percent = margin
+    return (round(width * value / 100), round(height * value / 100)) if percent else (round(value), round(value))
 
 
 def car_box(alpha: np.ndarray, margin: Margin) -> Optional[Box]:
@@ -23,8 +42,7 @@ def car_box(alpha: np.ndarray, margin: Margin) -> Optional[Box]:
     if points is None:
         return None
     x, y, w, h = cv2.boundingRect(points)
-    value, percent = margin
-    mx, my = (round(w * value / 100), round(h * value / 100)) if percent else (round(value), round(value))
+    mx, my = margins(w, h, margin)
     return x - mx, y - my, x + w + mx, y + h + my
 
 

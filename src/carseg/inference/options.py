@@ -8,13 +8,13 @@ and what it accepts, as one ``CarsegError`` line.
 import argparse
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from carseg.data.images import ENCODE_PARAMS, read_image
+from carseg.data.images import ENCODE_PARAMS, MAX_SIDE, read_image
 from carseg.errors import CarsegError, one_line
-from carseg.inference.framing import Margin
+from carseg.inference.framing import Margin, margins
 from carseg.inference.subject import SUBJECTS
 
 Background = Union[str, Tuple[int, int, int], np.ndarray]  # "transparent", (R, G, B) or an RGB uint8 image
@@ -183,3 +183,65 @@ def check_format(fmt: str, background: Background, query: bool = False) -> None:
     if fmt == "jpg" and isinstance(background, str):
         raise CarsegError(f"{spell('format', 'jpg', query)} has no transparency; use {spell('format', 'png', query)} "
                           f"or webp, or {spell('background', 'white', query)} or R,G,B")
+
+
+class TooLarge(CarsegError):
+    """A cut-out over ``OutputLimits`` (the service answers 413)."""
+
+
+ANSWER_PHOTOS = 2  # the pictures made of one photo hold at most this many times --max-megapixels in all
+
+
+@dataclass(frozen=True)
+class OutputLimits:
+    """How large the pictures made of one photo may grow, so that memory and time stay bounded whatever the options:
+    one picture at most ``max_pixels`` (crop margins, canvas) and no larger than its format takes, with
+    ``instances`` at most ``max_instances`` pictures holding ``ANSWER_PHOTOS * max_pixels`` in all. ``check`` runs
+    before any work (from the photo's header), ``check_cars`` once the cars are known, before any picture is made."""
+
+    max_pixels: int      # --max-megapixels
+    max_instances: int   # --max-instances
+    query: bool = False  # messages spell the options as the service's query parameters
+
+    def _over(self, pixels: int, factor: int = 1) -> str:
+        limit = f"{factor} x --max-megapixels" if factor > 1 else "--max-megapixels"
+        return f"{pixels / 1e6:.1f} megapixels, over the limit of {factor * self.max_pixels / 1e6:g} ({limit})"
+
+    def check(self, options: CutoutOptions, fmt: str, width: int, height: int) -> None:
+        """A one-line ``TooLarge`` when a picture of a ``width`` x ``height`` photo could pass the limits."""
+        size = (width, height)
+        if options.crop is not None:  # the car's box is at most the photo
+            value, percent = options.crop
+            mx, my = margins(width, height, options.crop)
+            size = (width + 2 * mx, height + 2 * my)
+            if size[0] * size[1] > self.max_pixels:
+                raise TooLarge(f"{spell('crop', f'{value:g}' + '%' * percent, self.query)}: the cut-out of a "
+                               f"{width}x{height} photo could grow to {size[0]}x{size[1]} = "
+                               f"{self._over(size[0] * size[1])}; give a smaller margin")
+        if options.canvas is not None:
+            size = options.canvas
+            if size[0] * size[1] > self.max_pixels:
+                raise TooLarge(f"{spell('canvas', '{}x{}'.format(*size), self.query)}: {self._over(size[0] * size[1])}; "
+                               "give a smaller canvas")
+        if max(size) > MAX_SIDE.get(fmt, max(size)):
+            raise TooLarge(f"{spell('format', fmt, self.query)}: takes at most {MAX_SIDE[fmt]} pixels a side, the cut-out "
+                           f"could be {size[0]}x{size[1]}; use {spell('format', 'png', self.query)}")
+
+    def check_cars(self, cars: List[Tuple[int, int]], options: CutoutOptions, width: int, height: int) -> None:
+        """With ``instances``: a one-line ``TooLarge`` for more than ``max_instances`` cars, or pictures of them
+        (``cars``: the width and height of each car's box) over the limit in all."""
+        if not options.instances:
+            return
+        if len(cars) > self.max_instances:
+            raise TooLarge(f"{len(cars)} cars of at least {spell('instances_min_area', options.instances_min_area, self.query)}"
+                           f" of the photo, over --max-instances {self.max_instances}; raise "
+                           f"{'instances_min_area' if self.query else flag('instances_min_area')} or send a photo with fewer cars")
+        if options.canvas is not None:
+            pixels, hint = len(cars) * options.canvas[0] * options.canvas[1], "give a smaller canvas"
+        elif options.crop is not None:
+            pixels = sum((w + 2 * mx) * (h + 2 * my) for w, h in cars for mx, my in [margins(w, h, options.crop)])
+            hint = "give a smaller margin"
+        else:
+            pixels, hint = len(cars) * width * height, f"{spell('crop', '5%', self.query)} cuts each car out in its own box"
+        if pixels > ANSWER_PHOTOS * self.max_pixels:
+            raise TooLarge(f"{len(cars)} cut-outs holding {self._over(pixels, ANSWER_PHOTOS)}; {hint}")

@@ -1,13 +1,14 @@
 """The per-photo step after the forward pass, the same in every command (folder, service, evaluation, Predictor):
 network-resolution probabilities -> the photo's full-size mask -> its cut-out picture(s), with the confidence."""
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 import numpy as np
 
 from carseg.inference.confidence import confidence
 from carseg.inference.cutout import car_mask, compose
-from carseg.inference.options import CutoutOptions
+from carseg.inference.framing import region_sizes
+from carseg.inference.options import CutoutOptions, OutputLimits
 
 if TYPE_CHECKING:
     from carseg.inference.predictor import Predictor
@@ -29,10 +30,19 @@ class Cut:
 
 
 def cut_out(predictor: "Predictor", photo: np.ndarray, prob: np.ndarray, options: CutoutOptions = CutoutOptions(),
-            threshold: Optional[float] = None, pictures: bool = True) -> Cut:
+            threshold: Optional[float] = None, pictures: bool = True, limits: Optional[OutputLimits] = None,
+            checkpoint: Callable[[], None] = lambda: None) -> Cut:
     """``prob`` (from ``Predictor.forward``) at the size of ``photo`` (RGB, or grey without ``pictures``), the mask at
-    ``threshold`` (default: the model's), its confidence and, with ``pictures``, the composed cut-out(s)."""
+    ``threshold`` (default: the model's), its confidence and, with ``pictures``, the composed cut-out(s).
+    ``limits``: the cars found are checked against them before any picture is made (``OutputLimits.check_cars``);
+    ``checkpoint`` runs between the steps and may raise to stop the work (a request that was answered meanwhile)."""
     threshold = predictor.threshold if threshold is None else threshold
     full = predictor.upsample(prob, photo)
+    checkpoint()
     hard = car_mask(full, options, threshold)
-    return Cut(full, hard, confidence(full, hard), compose(photo, full, options, threshold, hard) if pictures else [])
+    if pictures and limits is not None:
+        limits.check_cars(region_sizes(hard, options.instances_min_area), options, photo.shape[1], photo.shape[0])
+    checkpoint()
+    score = confidence(full, hard)
+    checkpoint()
+    return Cut(full, hard, score, compose(photo, full, options, threshold, hard) if pictures else [])

@@ -1,15 +1,15 @@
 """The ASGI app: ``POST /api/remove``, ``GET /health``, the web page at ``/`` and the OpenAPI page at ``/docs``."""
-import asyncio
 import io
 import re
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, AsyncIterator, Callable, List, Optional, Tuple, TypeVar
 
+import anyio
 import numpy as np
+from anyio.from_thread import check_cancelled
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response
@@ -18,12 +18,14 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from carseg.errors import CarsegError, one_line
+from carseg.inference.options import OutputLimits, TooLarge
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.inference.step import cut_out
 from carseg.serve.batcher import Batcher
-from carseg.serve.limits import BodyLimit, error, validation_error
+from carseg.serve.errors import RequestId, error, validation_error
+from carseg.serve.limits import RequestLimits
 from carseg.serve.options import RemoveOptions
-from carseg.serve.photos import MEDIA_TYPES, ServeError, decode, encode
+from carseg.serve.photos import MEDIA_TYPES, ServeError, check_header, decode, encode
 
 INDEX = Path(__file__).parent / "static" / "index.html"
 UPLOAD = {"required": True, "content": {  # the body is read by hand (multipart or raw), so describe it for /docs
@@ -39,7 +41,8 @@ class Settings:
     """Limits and batching of the service (``catalyst-dl serve`` options)."""
 
     max_upload_mb: float = 25.0
-    max_megapixels: float = 40.0
+    max_megapixels: float = 40.0  # the photo, and each picture of the answer (OutputLimits)
+    max_instances: int = 20  # cars in an instances=true answer
     timeout_s: float = 60.0
     max_batch: int = 8  # 1: batching off, one request per forward pass
     max_wait_ms: float = 10.0
@@ -75,41 +78,58 @@ def zip_pictures(pictures: List[bytes], name: str, suffix: str) -> bytes:
 
 
 def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI:
-    """The service around one Predictor: requests' forward passes are batched, decoding and encoding run in a pool."""
-    pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="codec")
+    """The service around one Predictor: requests' forward passes are batched, decoding and encoding run in
+    ``settings.workers`` threads. Every answer's size is checked before the work it bounds, and a request past
+    ``settings.timeout_s`` stops where it is: its threads stop at their next step, its queued forward pass is dropped."""
+    codec = anyio.CapacityLimiter(settings.workers)
     max_pixels = int(settings.max_megapixels * 1e6)
+    limits = OutputLimits(max_pixels, settings.max_instances, query=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with Batcher(predictor.forward, settings.max_batch, settings.max_wait_ms / 1000) as app.state.batcher:
             yield
-        pool.shutdown(wait=True)
 
     app = FastAPIOffline(title="carseg", summary="Cut cars out of photos: background removal with carseg's model.",
                          lifespan=lifespan)
-    app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 2**20))
+    app.add_middleware(RequestLimits, max_bytes=int(settings.max_upload_mb * 2**20))
+    app.add_middleware(RequestId)  # outermost: every answer carries the id, an unexpected error is answered here
     app.add_exception_handler(HTTPException, lambda request, exc: error(exc.status_code, exc.detail))
     app.add_exception_handler(ServeError, lambda request, exc: error(exc.status, str(exc)))
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(TooLarge, lambda request, exc: error(413, one_line(exc)))
     app.add_exception_handler(CarsegError, lambda request, exc: error(400, one_line(exc)))
-    app.add_exception_handler(Exception, lambda request, exc: error(  # logged by uvicorn; the service goes on
-        500, f"internal error ({type(exc).__name__}: {one_line(exc)}); the service goes on, please report it"))
 
     async def in_pool(function: Callable[..., T], *args) -> T:
-        return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
+        """``function(*args)`` in a codec thread; when the request is cancelled, it stops at its next ``check_cancelled``."""
+        return await anyio.to_thread.run_sync(function, *args, limiter=codec)
 
-    def prepare(upload: Upload) -> Tuple[np.ndarray, Optional[np.ndarray], Prepared]:
-        photo = decode(upload.photo, max_pixels)
-        background = None if upload.background is None else decode(upload.background, max_pixels)
+    def prepare(upload: Upload, options: RemoveOptions) -> Tuple[np.ndarray, Optional[np.ndarray], Prepared]:
+        width, height = check_header(upload.photo, max_pixels)
+        if not options.mask:
+            limits.check(options.cutout(), options.format, width, height)
+        if upload.background is not None:
+            try:
+                check_header(upload.background, max_pixels)
+            except ServeError as exc:
+                raise ServeError(exc.status, f"background: {exc}") from None
+        photo = decode(upload.photo)
+        check_cancelled()
+        background = None if upload.background is None else decode(upload.background)
+        check_cancelled()
         return photo, background, predictor.prepare(photo)
 
     def finish(photo: np.ndarray, prob: np.ndarray, options: RemoveOptions, background: Optional[np.ndarray],
                name: str) -> Tuple[bytes, str, float]:
         """The answer's body, file name and confidence: one picture, or a ZIP of one per car with ``instances``."""
-        cut = cut_out(predictor, photo, prob, options.cutout(background), options.threshold, pictures=not options.mask)
+        cut = cut_out(predictor, photo, prob, options.cutout(background), options.threshold, pictures=not options.mask,
+                      limits=limits, checkpoint=check_cancelled)
         if options.mask:
             return encode(cut.hard, "png"), f"{name}_mask.png", cut.confidence
-        pictures = [encode(picture, options.format) for picture in cut.pictures]
+        pictures = []
+        for picture in cut.pictures:
+            check_cancelled()
+            pictures.append(encode(picture, options.format))
         if options.instances:
             return zip_pictures(pictures, name, options.format), f"{name}.zip", cut.confidence
         return pictures[0], f"{name}.{options.format}", cut.confidence
@@ -117,15 +137,17 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
     @app.post("/api/remove", response_class=Response, openapi_extra={"requestBody": UPLOAD}, responses={
         200: {"content": {media: {} for media in MEDIA_TYPES.values()}, "description": "the cut-out, the mask, "
               "or with instances=true a ZIP of one cut-out per car"},
-        400: {"description": "empty, truncated or corrupt photo"}, 413: {"description": "upload or photo too large"},
-        415: {"description": "not an image"}, 422: {"description": "unknown option or value"},
+        400: {"description": "empty, truncated or corrupt photo"},
+        413: {"description": "upload, photo or answer too large (--max-upload-mb, --max-megapixels, --max-instances)"},
+        414: {"description": "query string too long"}, 415: {"description": "not an image"},
+        422: {"description": "unknown option or value"},
         504: {"description": "took longer than the request timeout"}})
     async def remove(request: Request, options: Annotated[RemoveOptions, Query()]) -> Response:
         """Cut the car out of a photo sent as the multipart field ``file`` or as the raw body."""
         try:
-            async with asyncio.timeout(settings.timeout_s):
+            with anyio.fail_after(settings.timeout_s):
                 upload = await read_upload(request)
-                photo, background, prepared = await in_pool(prepare, upload)
+                photo, background, prepared = await in_pool(prepare, upload, options)
                 prob, batch_size = await request.app.state.batcher(prepared)
                 body, filename, score = await in_pool(finish, photo, prob, options, background, upload.name)
         except TimeoutError:
@@ -137,10 +159,11 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
 
     @app.get("/health")
     async def health(request: Request) -> dict:
-        """Liveness, the model, and the batches run so far."""
+        """Liveness, the model, the batches run so far and the requests dropped (timed out) before theirs ran."""
         batcher = request.app.state.batcher
         return {"status": "ok", "model": predictor.metadata.model, "device": predictor.device,
-                "settings": asdict(settings), "requests": batcher.items, "batches": batcher.batches}
+                "settings": asdict(settings), "requests": batcher.items, "batches": batcher.batches,
+                "dropped": batcher.dropped}
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

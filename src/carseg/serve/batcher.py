@@ -12,7 +12,8 @@ class Batcher(Generic[In, Out]):
 
     A batch starts when the first item arrives and closes after ``max_wait`` seconds or at ``max_batch`` items,
     whichever comes first; items that arrive while a forward pass runs wait for the next one. ``forward`` runs in
-    one worker thread, never on the event loop. ``max_batch=1``: one request at a time (batching off).
+    one worker thread, never on the event loop. ``max_batch=1``: one request at a time (batching off). An item whose
+    request was cancelled (timed out) before its forward pass started is dropped, never run.
     """
 
     def __init__(self, forward: Callable[[List[In]], List[Out]], max_batch: int, max_wait: float):
@@ -22,6 +23,7 @@ class Batcher(Generic[In, Out]):
         self.task: Optional[asyncio.Task] = None
         self.batches = 0
         self.items = 0
+        self.dropped = 0
 
     async def __aenter__(self) -> "Batcher[In, Out]":
         self.task = asyncio.create_task(self._run())
@@ -37,16 +39,26 @@ class Batcher(Generic[In, Out]):
         await self.queue.put((item, future))
         return await future
 
+    async def _next(self) -> Tuple[In, asyncio.Future]:
+        """The next queued item whose request still waits for it."""
+        while True:
+            item, future = await self.queue.get()
+            if not future.done():  # done before its batch: the request was cancelled
+                return item, future
+            self.dropped += 1
+
     async def _collect(self) -> List[Tuple[In, asyncio.Future]]:
-        batch = [await self.queue.get()]
+        batch = [await self._next()]
         deadline = asyncio.get_running_loop().time() + self.max_wait
         while len(batch) < self.max_batch:
             try:
                 async with asyncio.timeout_at(deadline):
-                    batch.append(await self.queue.get())
+                    batch.append(await self._next())
             except TimeoutError:
                 break
-        return [(item, future) for item, future in batch if not future.done()]  # a timed-out request is gone
+        waiting = [(item, future) for item, future in batch if not future.done()]
+        self.dropped += len(batch) - len(waiting)
+        return waiting
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,5 +1,6 @@
 """Request bodies to photos and cut-outs to response bodies; every unusable upload becomes a ``ServeError``."""
 import io
+from typing import Tuple
 
 import numpy as np
 from PIL import Image
@@ -17,8 +18,9 @@ class ServeError(Exception):
         self.status = status
 
 
-def check_header(data: bytes, max_pixels: int) -> None:
-    """Reject an empty body, a non-image, a photo over ``max_pixels`` or a truncated JPEG, from the header alone."""
+def check_header(data: bytes, max_pixels: int) -> Tuple[int, int]:
+    """The photo's width and height from its header; an empty body, a non-image, a photo over ``max_pixels`` or a
+    truncated JPEG is refused before anything decodes it."""
     if not data:
         raise ServeError(400, "empty upload: send a photo (JPEG, PNG, WebP, ...) as the body or as the multipart field 'file'")
     try:
@@ -36,20 +38,25 @@ def check_header(data: bytes, max_pixels: int) -> None:
     # complete JPEG has its end-of-image marker after the first scan starts; a truncated one has none there.
     if fmt == "JPEG" and data.find(b"\xff\xd9", scan_start) < 0:
         raise ServeError(400, "truncated JPEG: the upload ends before the image does; send the whole file")
+    return width, height
 
 
-def decode(data: bytes, max_pixels: int) -> np.ndarray:
-    """An uploaded photo as uint8 RGB, EXIF orientation applied (as the folder command reads files)."""
-    check_header(data, max_pixels)
-    image = decode_image(np.frombuffer(data, np.uint8))
+def decode(data: bytes) -> np.ndarray:
+    """An uploaded photo (``check_header`` passed) as uint8 RGB, EXIF orientation applied (as the folder command
+    reads files); what the decoder cannot read is the client's problem, said in one plain sentence."""
+    try:
+        image = decode_image(np.frombuffer(data, np.uint8))
+    except Exception:  # OpenCV's decoders raise cv2.error (and others) for data they refuse
+        image = None
     if image is None:
         raise ServeError(400, "corrupt or unsupported image: it could not be decoded; send a JPEG, PNG or WebP photo")
     return image
 
 
 def encode(image: np.ndarray, fmt: str) -> bytes:
-    """RGB, RGBA or grey uint8 -> file bytes (converts ``image`` to OpenCV's channel order in place)."""
+    """RGB, RGBA or grey uint8 -> file bytes (converts ``image`` to OpenCV's channel order in place); the sizes a
+    format refuses are refused before any work (``OutputLimits``), so a failure here is the service's own."""
     encoded = encode_image(image, fmt, in_place=True)
     if encoded is None:
-        raise ServeError(500, f"could not encode the cut-out as {fmt}; try format=png")
+        raise RuntimeError(f"OpenCV could not encode a {image.shape[1]}x{image.shape[0]} picture as {fmt}")
     return encoded
