@@ -104,7 +104,9 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
         """``function(*args)`` in a codec thread; when the request is cancelled, it stops at its next ``check_cancelled``."""
         return await anyio.to_thread.run_sync(function, *args, limiter=codec)
 
-    def prepare(upload: Upload, options: RemoveOptions) -> Tuple[np.ndarray, Optional[np.ndarray], Prepared]:
+    def check(upload: Upload, options: RemoveOptions) -> None:
+        """Refuse from the uploads' headers what would pass the limits; on the event loop (no decoding), so a
+        refusal never waits for a thread."""
         width, height = check_header(upload.photo, max_pixels)
         if not options.mask:
             limits.check(options.cutout(), options.format, width, height)
@@ -113,6 +115,8 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
                 check_header(upload.background, max_pixels)
             except ServeError as exc:
                 raise ServeError(exc.status, f"background: {exc}") from None
+
+    def prepare(upload: Upload) -> Tuple[np.ndarray, Optional[np.ndarray], Prepared]:
         photo = decode(upload.photo)
         check_cancelled()
         background = None if upload.background is None else decode(upload.background)
@@ -127,9 +131,9 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
         if options.mask:
             return encode(cut.hard, "png"), f"{name}_mask.png", cut.confidence
         pictures = []
-        for picture in cut.pictures:
+        while cut.pictures:  # each picture is freed once encoded
             check_cancelled()
-            pictures.append(encode(picture, options.format))
+            pictures.append(encode(cut.pictures.pop(0), options.format))
         if options.instances:
             return zip_pictures(pictures, name, options.format), f"{name}.zip", cut.confidence
         return pictures[0], f"{name}.{options.format}", cut.confidence
@@ -147,7 +151,8 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
         try:
             with anyio.fail_after(settings.timeout_s):
                 upload = await read_upload(request)
-                photo, background, prepared = await in_pool(prepare, upload, options)
+                check(upload, options)
+                photo, background, prepared = await in_pool(prepare, upload)
                 prob, batch_size = await request.app.state.batcher(prepared)
                 body, filename, score = await in_pool(finish, photo, prob, options, background, upload.name)
         except TimeoutError:
