@@ -70,7 +70,7 @@ def hostile(photo: bytes) -> List[Job]:
 
 
 def jobs(bodies: List[bytes], requests: int, hostile_rows: List[Job]) -> List[Job]:
-    """``requests`` good uploads, and after every 10th one the next hostile row (none when ``hostile_rows`` is empty)."""
+    """``requests`` good uploads, and after every 10th one the next of ``hostile_rows`` (if any)."""
     out: List[Job] = []
     for index in range(requests):
         out.append(("good", {}, bodies[index % len(bodies)]))
@@ -243,8 +243,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name, max_batch, work in modes:
         result = run_mode(args, bodies, max_batch, work)
         rows.append(report(name, result, args.requests))
-        refusals += [f"{kind:>34}: {REFUSED[kind]} x {len(seconds)}, median {statistics.median(seconds) * 1000:.0f} ms, "
-                     f"slowest {max(seconds) * 1000:.0f} ms" for kind, seconds in result["latencies"].items() if kind != "good"]
+        refusals += [f"{kind:>34}: {REFUSED[kind]} x {len(seconds)}, median {statistics.median(seconds) * 1000:.0f} "
+                     f"ms, slowest {max(seconds) * 1000:.0f} ms"
+                     for kind, seconds in result["latencies"].items() if kind != "good"]
         for failure in result["failures"][:5]:
             print(f"failed: {failure}", file=sys.stderr)
     print(f"\n{args.requests} good requests at concurrency {args.concurrency}, {len(bodies)} different 1918x1280 "

@@ -249,7 +249,8 @@ def test_huge_query_strings_and_values_are_refused_without_echo(client, car):
 
 
 def test_every_answer_carries_a_request_id(client, car):
-    answers = [remove(client, car[2]), remove(client, b""), remove(client, car[2], alpha="fuzzy"), client.get("/health")]
+    answers = [remove(client, car[2]), remove(client, b""), remove(client, car[2], alpha="fuzzy"),
+               client.get("/health")]
     ids = [answer.headers["x-request-id"] for answer in answers]
     assert all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids) and len(set(ids)) == 4
 

@@ -203,6 +203,9 @@ class OutputLimits:
     max_instances: int   # --max-instances
     query: bool = False  # messages spell the options as the service's query parameters
 
+    def _spell(self, name: str, value: Any) -> str:
+        return spell(name, value, self.query)
+
     def _over(self, pixels: int, factor: int = 1) -> str:
         limit = f"{factor} x --max-megapixels" if factor > 1 else "--max-megapixels"
         return f"{pixels / 1e6:.1f} megapixels, over the limit of {factor * self.max_pixels / 1e6:g} ({limit})"
@@ -215,17 +218,17 @@ class OutputLimits:
             mx, my = margins(width, height, options.crop)
             size = (width + 2 * mx, height + 2 * my)
             if size[0] * size[1] > self.max_pixels:
-                raise TooLarge(f"{spell('crop', f'{value:g}' + '%' * percent, self.query)}: the cut-out of a "
-                               f"{width}x{height} photo could grow to {size[0]}x{size[1]} = "
-                               f"{self._over(size[0] * size[1])}; give a smaller margin")
+                raise TooLarge(f"{self._spell('crop', f'{value:g}' + '%' * percent)}: the cut-out of a {width}x{height}"
+                               f" photo could grow to {size[0]}x{size[1]} = {self._over(size[0] * size[1])}; give a "
+                               "smaller margin")
         if options.canvas is not None:
             size = options.canvas
             if size[0] * size[1] > self.max_pixels:
-                raise TooLarge(f"{spell('canvas', '{}x{}'.format(*size), self.query)}: {self._over(size[0] * size[1])}; "
-                               "give a smaller canvas")
+                raise TooLarge(f"{self._spell('canvas', '{}x{}'.format(*size))}: {self._over(size[0] * size[1])}; give "
+                               "a smaller canvas")
         if max(size) > MAX_SIDE.get(fmt, max(size)):
-            raise TooLarge(f"{spell('format', fmt, self.query)}: takes at most {MAX_SIDE[fmt]} pixels a side, the cut-out "
-                           f"could be {size[0]}x{size[1]}; use {spell('format', 'png', self.query)}")
+            raise TooLarge(f"{self._spell('format', fmt)}: takes at most {MAX_SIDE[fmt]} pixels a side, the cut-out "
+                           f"could be {size[0]}x{size[1]}; use {self._spell('format', 'png')}")
 
     def check_cars(self, cars: List[Tuple[int, int]], options: CutoutOptions, width: int, height: int) -> None:
         """With ``instances``: a one-line ``TooLarge`` for more than ``max_instances`` cars, or pictures of them
@@ -233,15 +236,16 @@ class OutputLimits:
         if not options.instances:
             return
         if len(cars) > self.max_instances:
-            raise TooLarge(f"{len(cars)} cars of at least {spell('instances_min_area', options.instances_min_area, self.query)}"
-                           f" of the photo, over --max-instances {self.max_instances}; raise "
-                           f"{'instances_min_area' if self.query else flag('instances_min_area')} or send a photo with fewer cars")
+            least = self._spell("instances_min_area", options.instances_min_area)
+            name = "instances_min_area" if self.query else flag("instances_min_area")
+            raise TooLarge(f"{len(cars)} cars of at least {least} of the photo, over --max-instances "
+                           f"{self.max_instances}; raise {name} or send a photo with fewer cars")
         if options.canvas is not None:
             pixels, hint = len(cars) * options.canvas[0] * options.canvas[1], "give a smaller canvas"
         elif options.crop is not None:
             pixels = sum((w + 2 * mx) * (h + 2 * my) for w, h in cars for mx, my in [margins(w, h, options.crop)])
             hint = "give a smaller margin"
         else:
-            pixels, hint = len(cars) * width * height, f"{spell('crop', '5%', self.query)} cuts each car out in its own box"
+            pixels, hint = len(cars) * width * height, f"{self._spell('crop', '5%')} cuts each car out in its own box"
         if pixels > ANSWER_PHOTOS * self.max_pixels:
             raise TooLarge(f"{len(cars)} cut-outs holding {self._over(pixels, ANSWER_PHOTOS)}; {hint}")

@@ -80,7 +80,8 @@ def zip_pictures(pictures: List[bytes], name: str, suffix: str) -> bytes:
 def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI:
     """The service around one Predictor: requests' forward passes are batched, decoding and encoding run in
     ``settings.workers`` threads. Every answer's size is checked before the work it bounds, and a request past
-    ``settings.timeout_s`` stops where it is: its threads stop at their next step, its queued forward pass is dropped."""
+    ``settings.timeout_s`` stops where it is: its threads stop at their next step, its queued forward pass is
+    dropped."""
     codec = anyio.CapacityLimiter(settings.workers)
     max_pixels = int(settings.max_megapixels * 1e6)
     limits = OutputLimits(max_pixels, settings.max_instances, query=True)
@@ -101,7 +102,7 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
     app.add_exception_handler(CarsegError, lambda request, exc: error(400, one_line(exc)))
 
     async def in_pool(function: Callable[..., T], *args) -> T:
-        """``function(*args)`` in a codec thread; when the request is cancelled, it stops at its next ``check_cancelled``."""
+        """``function(*args)`` in a codec thread; a cancelled request's stops at its next ``check_cancelled``."""
         return await anyio.to_thread.run_sync(function, *args, limiter=codec)
 
     def check(upload: Upload, options: RemoveOptions) -> None:
