@@ -9,6 +9,9 @@ from carseg.commands.model_options import add_model_options, load_predictor
 from carseg.errors import CarsegError, printable
 from carseg.inference.background_removal import SUMMARY_CSV, check_writable, plan_jobs, remove_backgrounds
 from carseg.inference.options import add_arguments, check_format, cutout_options
+from carseg.interrupts import exit_cleanly
+
+PROG = "car_segmentation.py"
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
@@ -24,7 +27,7 @@ def parse_shard(text: str) -> Tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="car_segmentation.py",
+        prog=PROG,
         description="Cut cars out of every photo in IN and write them to OUT (RGBA PNG by default).")
     parser.add_argument("input", type=Path, metavar="IN", help="folder of photos")
     parser.add_argument("output", type=Path, metavar="OUT", help="folder for the cut-outs (created if needed)")
@@ -48,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    return exit_cleanly(PROG, lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     log = lambda line: print(printable(line), file=sys.stderr)
     try:
         if args.batch_size is not None and args.batch_size < 1:
@@ -69,7 +76,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      summary_csv=args.output / SUMMARY_CSV, review_below=args.review_below,
                                      max_megapixels=args.max_megapixels)
     except CarsegError as exc:
-        log(f"car_segmentation.py: error: {exc}")
+        log(f"{PROG}: error: {exc}")
         return 1
     summary.ignored = ignored
     print(summary)

@@ -4,10 +4,11 @@ import importlib
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from carseg.commands import serve
 from carseg.errors import CarsegError, one_line
+from carseg.interrupts import exit_cleanly, interrupted
 
 
 def _import_expdir(expdir: Path) -> None:
@@ -69,12 +70,27 @@ def run(args: argparse.Namespace) -> None:
     with _building(source):
         registry()
         params = build_with_vars(catalyst_params(config))  # this run's _var_ objects only, not an earlier run's
-    run_from_params(params)
+    try:
+        run_from_params(params)
+    except KeyboardInterrupt as stop:
+        raise interrupted(stop, _resume_hint(logdirs)) from None
     for logdir in logdirs:
         try:
             print(f"training curves -> {plot_curves(Path(logdir))}")
         except CarsegError as exc:  # a finished training run must not fail on its plot
             print(f"catalyst-dl run: warning: no curves: {one_line(exc)}", file=sys.stderr)
+
+
+def _resume_hint(logdirs: Set[str]) -> str:
+    """What a stopped training run left to continue from."""
+    from carseg.training.resume import STATE_FILE
+
+    states = [Path(logdir) / "checkpoints" / STATE_FILE for logdir in sorted(logdirs)]
+    if not states:
+        return ""
+    if all(state.is_file() for state in states):
+        return f"{', '.join(map(str, states))} holds the last finished epoch; rerun with --resume to continue"
+    return "no epoch finished, nothing to resume"
 
 
 def tune(args: argparse.Namespace) -> None:
@@ -152,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":  # uvicorn handles the service's signals
+        return _dispatch(args)
+    return exit_cleanly(f"catalyst-dl {args.command}", lambda: _dispatch(args))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         args.func(args)
     except CarsegError as exc:

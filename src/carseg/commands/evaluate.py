@@ -14,6 +14,7 @@ from carseg.evaluation.scoring import evaluate
 from carseg.inference.backends import model_path
 from carseg.inference.options import ALPHA, CutoutOptions
 from carseg.inference.subject import SUBJECTS
+from carseg.interrupts import exit_cleanly
 
 PROG = "evaluate.py"
 
@@ -68,6 +69,10 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    return exit_cleanly(PROG, lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     log = lambda line: print(printable(line), file=sys.stderr)
     try:
         _check_args(args)

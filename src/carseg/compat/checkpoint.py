@@ -5,6 +5,7 @@ from typing import List, Tuple
 from catalyst import dl
 from catalyst.callbacks.checkpoint import Checkpoint
 
+from carseg.interrupts import deferred
 from carseg.progress import on_terminal
 
 
@@ -27,7 +28,14 @@ class SupervisedRunner(dl.SupervisedRunner):
     """Catalyst's SupervisedRunner with :class:`CheckpointCallback` as its default checkpointing (Catalyst's own
     ``get_callbacks`` adds the unfixed one under the private name ``_checkpoint``), and the progress bar of
     ``verbose: true`` (``_verbose``) only on a terminal (:mod:`carseg.progress`): the console logger's line per
-    epoch is what a log file gets."""
+    epoch is what a log file gets. Ctrl-C or SIGTERM during an epoch's end waits for it, so its checkpoints and
+    training state are written whole."""
+
+    def _run_event(self, event: str) -> None:
+        if event != "on_epoch_end":
+            return super()._run_event(event)
+        with deferred():
+            super()._run_event(event)
 
     def get_callbacks(self):
         callbacks = super().get_callbacks()

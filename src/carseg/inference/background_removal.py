@@ -1,22 +1,25 @@
 """Background removal of a folder: plan one job per photo, stream them through the Predictor, write cut-outs."""
 import csv
 import os
+import re
 import tempfile
 import time
 import zlib
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from carseg.atomic import atomic_path
-from carseg.data.images import IMAGE_SUFFIXES, check_pixels, read_image, write_image_atomic
+from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, check_pixels, read_image, write_image_atomic
 from carseg.errors import CarsegError
 from carseg.inference.options import CutoutOptions
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.inference.step import cut_out
 from carseg.inference.streaming import stream
+from carseg.interrupts import interrupted
 
 
 @dataclass
@@ -37,7 +40,8 @@ class PhotoRow:
 
     photo: str
     output: str
-    status: str                 # done, skipped (output there already: the earlier run's row is kept) or failed
+    status: str                 # done, skipped (output there already: the earlier run's row is kept), failed, or
+                                # pending (not reached: the run was stopped before it)
     confidence: str = ""        # in [0, 1], carseg.inference.confidence; empty when not known
     car_fraction: str = ""      # share of the photo's pixels in the cut-out
     cars: str = ""              # pictures written (one per car with --instances)
@@ -77,6 +81,37 @@ def _earlier_rows(path: Path) -> Dict[str, Dict[str, str]]:
         return {}
 
 
+def _output_of(name: str) -> List[str]:
+    """The NAMEs whose outputs a file called ``name`` could be: NAME.png|jpg|webp, NAME_<n>.png|jpg|webp (the n-th
+    car with ``--instances``) or NAME_mask.png."""
+    stem, suffix = os.path.splitext(name)
+    names = [name[:-len("_mask.png")]] if name.endswith("_mask.png") else []
+    if suffix[1:] in ENCODE_PARAMS:
+        names.append(stem)
+        numbered = re.fullmatch(r"(.+)_\d+", stem)
+        names += [numbered[1]] if numbered else []
+    return names
+
+
+def own_outputs(summary_csv: Path) -> Callable[[Path], bool]:
+    """Whether a file is one that runs into ``summary_csv``'s folder write, by its rows: any output (any
+    ``--format``, ``--instances``, ``--save-mask``) of a photo whose output a row names, and ``summary_csv`` itself;
+    never a file a row names as a photo. With OUT = IN these are not inputs on a rerun."""
+    folder = lru_cache(maxsize=None)(os.path.realpath)
+    where = lambda path: os.path.join(folder(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
+    rows = _earlier_rows(summary_csv).values()
+    photos = {where(row["photo"]) for row in rows}
+    outputs = {os.path.splitext(where(row["output"]))[0] for row in rows if row.get("output")}  # NAME, in its folder
+
+    def own(path: Path) -> bool:
+        place = where(path)
+        here = os.path.dirname(place)
+        return place not in photos and (place == where(summary_csv) or any(
+            os.path.join(here, name) in outputs for name in _output_of(os.path.basename(place))))
+
+    return own
+
+
 def _skipped_row(job: Job, earlier: Dict[str, str]) -> PhotoRow:
     """A photo whose output exists: status skipped, with the earlier run's confidence and share when it has them."""
     kept = {name: earlier[name] for name in ("confidence", "car_fraction", "cars") if name in earlier}
@@ -104,15 +139,17 @@ def in_shard(relative: Path, shard: Tuple[int, int]) -> bool:
 
 def plan_jobs(in_dir: Path, out_dir: Path, fmt: str, save_mask: bool, recursive: bool,
               shard: Tuple[int, int] = (0, 1)) -> Tuple[List[Job], int]:
-    """Jobs for every image under ``in_dir`` (this shard only), and the count of ignored non-image files."""
+    """Jobs for every image under ``in_dir`` (this shard only), and the count of ignored non-image files. What an
+    earlier run wrote to ``out_dir`` (:func:`own_outputs`) is no input, so OUT = IN reruns skip what is done."""
     if not in_dir.is_dir():
         raise CarsegError(f"{in_dir}: input folder not found")
     out_resolved = out_dir.resolve()
     inside_out = lambda p: out_resolved != in_dir.resolve() and out_resolved in p.resolve().parents  # OUT below IN
+    own = own_outputs(out_dir / SUMMARY_CSV)
     candidates = in_dir.rglob("*") if recursive else in_dir.iterdir()
     # a dangling link is kept (it fails with its own line later), not skipped as if it were no file
     files = sorted(p for p in candidates if (p.is_file() or (p.is_symlink() and not p.exists()))
-                   and not p.name.startswith(".") and not inside_out(p))
+                   and not p.name.startswith(".") and not inside_out(p) and not own(p))
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     if not images:
         raise CarsegError(f"{in_dir}: no images found ({', '.join(IMAGE_SUFFIXES)})" + ("" if recursive else "; use --recursive for subfolders"))
@@ -126,10 +163,12 @@ def plan_jobs(in_dir: Path, out_dir: Path, fmt: str, save_mask: bool, recursive:
             raise CarsegError(f"{path}: its output {output} would also be written for {seen[output]}; rename one of them")
         seen[output] = path
         jobs.append(Job(path, output, out_dir / relative.parent / f"{relative.stem}_mask.png" if save_mask else None))
-    inputs = {p.resolve() for p in images}
-    clash = next((job for job in jobs if job.output.resolve() in inputs or (job.mask and job.mask.resolve() in inputs)), None)
+    inputs = {p.resolve(): p for p in images}
+    clash = next(((job, target) for job in jobs for target in (job.output, job.mask) if target and target.resolve() in inputs), None)
     if clash:
-        raise CarsegError(f"{clash.source}: writing to {out_dir} would overwrite this input; choose another OUT folder")
+        job, target = clash
+        raise CarsegError(f"{inputs[target.resolve()]}: writing {job.source}'s output there would overwrite this input; "
+                          "choose another OUT folder")
     return jobs, len(files) - len(images)
 
 
@@ -148,9 +187,11 @@ def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOpt
                        max_megapixels: float = 150.0) -> Summary:
     """Run every job not done yet (all with ``overwrite``); each failure is logged as one ``failed:`` line.
     With ``options.instances`` a photo is done when its first car's cut-out exists, or when the earlier run's row in
-    ``summary_csv`` says it was done with no car. With ``summary_csv``, one row per job is written there at the end (a
-    skipped photo keeps the earlier run's row) and the summary counts the photos whose confidence is under
-    ``review_below``. A photo over ``max_megapixels`` fails from its header alone."""
+    ``summary_csv`` says it was done with no car. With ``summary_csv``, one row per job is written there before the
+    first photo (pending), at the end (a skipped photo keeps the earlier run's row; earlier rows of photos not among
+    ``jobs`` stay) and when Ctrl-C or SIGTERM stops the run (then :class:`~carseg.interrupts.Interrupted` says how
+    many were done); the summary counts the photos whose confidence is under ``review_below``. A photo over
+    ``max_megapixels`` fails from its header alone."""
     summary = Summary(cars=0 if options.instances else None, review_below=review_below, summary_csv=summary_csv)
     earlier = _earlier_rows(summary_csv) if summary_csv is not None else {}
 
@@ -181,24 +222,41 @@ def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOpt
         outputs = [instance_path(job.output, i + 1) for i in range(len(cut.pictures))] if options.instances else [job.output]
         for output, picture in zip(outputs, cut.pictures):
             write_image_atomic(output, picture, fmt, in_place=True)  # a fresh array
-        return PhotoRow(str(job.source), str(job.output), "done", f"{cut.confidence:.4f}", f"{cut.car_fraction:.4f}",
-                        str(len(cut.pictures)))
+        row = PhotoRow(str(job.source), str(job.output), "done", f"{cut.confidence:.4f}", f"{cut.car_fraction:.4f}",
+                       str(len(cut.pictures)))
+        rows[str(job.source)] = row  # here, not where it is yielded: a stopped run still counts it
+        return row
 
     pending = {id(job) for job in todo}
-    rows = {str(job.source): _skipped_row(job, earlier.get(str(job.source), {})) for job in jobs if id(job) not in pending}
-    for job, row, error in stream(todo, predictor, read, finish, batch_size, workers, progress, source=lambda j: j.source):
-        if error:
-            summary.failed += 1
-            log(f"failed: {error}")
-            rows[str(job.source)] = PhotoRow(str(job.source), str(job.output), "failed", error=error)
-        else:
-            summary.done += 1
-            rows[str(job.source)] = row
-            if options.instances:
-                summary.cars += int(row.cars)
+    rows = {str(job.source): PhotoRow(str(job.source), str(job.output), "pending") if id(job) in pending
+            else _skipped_row(job, earlier.get(str(job.source), {})) for job in jobs}
+    # photos this run does not plan (another shard, a subfolder, one since removed) keep their rows, which name
+    # their outputs: an OUT = IN run after this one still knows them as outputs
+    others = [PhotoRow(**{f.name: row.get(f.name) or "" for f in fields(PhotoRow)})
+              for photo, row in earlier.items() if photo not in rows]
+
+    def record() -> None:
+        if summary_csv is not None:
+            write_summary_csv(summary_csv, [*rows.values(), *others])
+
+    record()  # before any photo too, so a run stopped in any way leaves its outputs named (OUT = IN reruns: own_outputs)
+    results = stream(todo, predictor, read, finish, batch_size, workers, progress, source=lambda j: j.source)
+    try:
+        for job, row, error in results:
+            if error:
+                summary.failed += 1
+                log(f"failed: {error}")
+                rows[str(job.source)] = PhotoRow(str(job.source), str(job.output), "failed", error=error)
+            else:
+                summary.done += 1
+                if options.instances:
+                    summary.cars += int(row.cars)
+    except KeyboardInterrupt as stop:
+        results.close()  # the photos being written finish, no other starts
+        record()
+        done = sum(rows[str(job.source)].status == "done" for job in todo)
+        raise interrupted(stop, f"{done} of {len(todo)} photos done, rerun to continue") from None
     summary.seconds = time.perf_counter() - started
-    ordered = [rows[str(job.source)] for job in jobs]
-    summary.review = sum(1 for row in ordered if row.confidence and float(row.confidence) < review_below)
-    if summary_csv is not None:
-        write_summary_csv(summary_csv, ordered)
+    summary.review = sum(1 for row in rows.values() if row.confidence and float(row.confidence) < review_below)
+    record()
     return summary

@@ -9,8 +9,9 @@ from typing import Any, Callable, Deque, Dict, Iterator, Optional, Sequence, Tup
 
 import cv2
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from carseg.data.loader import Loader
 from carseg.errors import failure
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.progress import progress_bar
@@ -60,8 +61,8 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
            workers: int = 2, progress: bool = True, source: Callable[[Job], Any] = lambda job: job
            ) -> Iterator[Tuple[Job, Any, Optional[str]]]:
     """Yield ``(job, finish's result, None)`` or ``(job, None, one-line error)`` for every job, as each is finished."""
-    loader = DataLoader(_Reads(jobs, read, source), batch_size=batch_size, num_workers=workers,
-                        collate_fn=list, pin_memory=False)
+    loader = Loader(_Reads(jobs, read, source), batch_size=batch_size, num_workers=workers,
+                    collate_fn=list, pin_memory=False)
     pending: Deque[Tuple[Job, Future]] = deque()
 
     def settle(limit: int) -> Iterator[Tuple[Job, Any, Optional[str]]]:
@@ -80,19 +81,23 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
     cv2.setNumThreads(1)
     try:
         with ThreadPoolExecutor(max_workers=threads) as pool, progress_bar(progress, total=len(jobs), unit="img") as bar:
-            for batch in loader:
-                good = [item for item in batch if "error" not in item]
-                for item in batch:
-                    if "error" in item:
-                        yield jobs[item["index"]], None, item["error"]
-                if good:
-                    probs = predictor.forward([item["prepared"] for item in good])
-                    _release_freed_memory()
-                    for item, prob in zip(good, probs):
-                        job = jobs[item["index"]]
-                        pending.append((job, pool.submit(finish, job, item["extras"], prob)))
-                yield from settle(limit=2 * max(batch_size, threads))  # bounded: memory does not grow with the folder
-                bar.update(len(batch))
-            yield from settle(limit=0)
+            try:
+                for batch in loader:
+                    good = [item for item in batch if "error" not in item]
+                    for item in batch:
+                        if "error" in item:
+                            yield jobs[item["index"]], None, item["error"]
+                    if good:
+                        probs = predictor.forward([item["prepared"] for item in good])
+                        _release_freed_memory()
+                        for item, prob in zip(good, probs):
+                            job = jobs[item["index"]]
+                            pending.append((job, pool.submit(finish, job, item["extras"], prob)))
+                    yield from settle(limit=2 * max(batch_size, threads))  # bounded: memory does not grow with the folder
+                    bar.update(len(batch))
+                yield from settle(limit=0)
+            except BaseException:  # interrupted, or the caller stopped early: the photos being written finish, no more
+                pool.shutdown(cancel_futures=True)
+                raise
     finally:
         cv2.setNumThreads(cv2_threads)

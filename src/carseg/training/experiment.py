@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from carseg.data.dataset import SegmentationDataset, read_pairs_csv
+from carseg.data.loader import Loader
 from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageSize, as_hw, compose, post_transforms, pre_transforms
 from carseg.errors import CarsegError
 
@@ -111,7 +112,7 @@ class Experiment:
         loaders = OrderedDict()
         for mode, dataset in self.get_datasets().items():
             train = mode == "train"
-            loaders[mode] = DataLoader(
+            loaders[mode] = Loader(
                 dataset,
                 batch_size=self.batch_size if train else self.valid_batch_size,
                 shuffle=train,

@@ -1,0 +1,85 @@
+"""A DataLoader whose worker processes stay out of the job's signals and leave no temporary folder.
+
+Ctrl-C at a terminal and a scheduler's SIGTERM go to the whole process group. Only the main process should act on
+them (:mod:`carseg.interrupts`) and shut its workers down: a worker that got them died (torch's SIGTERM handler),
+which the main process reported as a dead worker with a traceback, or printed a traceback of its own."""
+import multiprocessing
+import multiprocessing.context
+import multiprocessing.util
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from functools import partial
+from types import TracebackType
+from typing import Any, Callable, Iterator, Optional, Type
+
+from torch.utils.data import DataLoader
+
+from carseg.interrupts import SIGNALS, deferred
+
+
+@contextmanager
+def _blocked() -> Iterator[None]:
+    """SIGINT and SIGTERM blocked in this thread, so a process it forks starts with them blocked."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _WorkerProcess(multiprocessing.context.ForkProcess):
+    """A forked loader worker, started with SIGINT and SIGTERM blocked (until :func:`_isolated`). Multiprocessing's
+    ``pymp-*`` temporary folder is made before the fork, so the workers share this process's, which it removes when
+    it exits: made in a worker (when it first shares a tensor), it stayed behind whenever the worker was terminated
+    (persistent workers at every exit, all workers on SIGTERM)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        multiprocessing.util.get_temp_dir()  # before the process copies this one's settings
+        super().__init__(*args, **kwargs)
+
+    def start(self) -> None:
+        with _blocked():
+            super().start()
+
+
+class _WorkerContext(multiprocessing.context.ForkContext):
+    Process = _WorkerProcess
+
+
+def _hangup_is_no_error(kind: Type[BaseException], value: BaseException, trace: Optional[TracebackType]) -> None:
+    """A worker's ``sys.excepthook``: the main process hanging up on it (it is stopping) is not printed. Its thread
+    that hands tensors over printed a ConnectionResetError when the main process stopped halfway through taking one."""
+    if not isinstance(value, ConnectionError):
+        sys.__excepthook__(kind, value, trace)
+
+
+def _isolated(worker_id: int, init: Optional[Callable[[int], None]]) -> None:
+    """A worker's first step: a process group of its own, the signals sent to the old one while it started dropped
+    (not on macOS, which has no ``sigtimedwait``), then ``init``."""
+    sys.excepthook = _hangup_is_no_error
+    os.setpgid(0, 0)
+    if hasattr(signal, "sigtimedwait"):
+        while signal.sigtimedwait(SIGNALS, 0) is not None:
+            pass
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+    if init is not None:
+        init(worker_id)
+
+
+class Loader(DataLoader):
+    """``torch.utils.data.DataLoader`` (same arguments) whose workers run in their own process group, started by
+    :class:`_WorkerProcess` where workers are forked (the default on Linux). A signal that arrives while this loader
+    starts its workers waits until it has (:func:`carseg.interrupts.deferred`): raised in a fork hook it was lost,
+    raised halfway through torch's iterator it made a traceback as the iterator was collected."""
+
+    def __init__(self, *args: Any, worker_init_fn: Optional[Callable[[int], None]] = None, **kwargs: Any):
+        method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+        if kwargs.get("num_workers") and method == "fork":
+            kwargs.setdefault("multiprocessing_context", _WorkerContext())
+        super().__init__(*args, worker_init_fn=partial(_isolated, init=worker_init_fn), **kwargs)
+
+    def __iter__(self):
+        with deferred():
+            return super().__iter__()
