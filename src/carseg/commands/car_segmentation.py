@@ -2,12 +2,14 @@
 import argparse
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
+from urllib.parse import unquote, urlparse
 
-from carseg.commands.model_options import add_model_options, load_predictor
+from carseg.commands.model_options import add_model_options, load_predictor, predictor_kwargs
 from carseg.errors import CarsegError, printable
-from carseg.inference.background_removal import SUMMARY_CSV, check_writable, plan_jobs, remove_backgrounds
+from carseg.inference.background_removal import SUMMARY_CSV, PhotoWork, check_writable, plan_jobs, remove_backgrounds
 from carseg.inference.options import add_arguments, check_format, cutout_options
 from carseg.interrupts import exit_cleanly
 
@@ -25,12 +27,24 @@ def parse_shard(text: str) -> Tuple[int, int]:
     return index, count
 
 
+def folder(text: str) -> Path:
+    """IN or OUT: a path, or a ``file://`` URI (what Ray clusters name shared folders by). Object stores are for a
+    mount (s3fs, gcsfuse) to turn into a folder: carseg writes files there one by one, atomically."""
+    parsed = urlparse(text)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if len(parsed.scheme) > 1 and parsed.netloc:  # s3://bucket/..., gs://..., http://... (not C:\ on Windows)
+        raise argparse.ArgumentTypeError(f"{text}: only folders (a path or file://) are read and written; mount "
+                                         f"{parsed.scheme}:// storage as a folder (s3fs, gcsfuse) and give its path")
+    return Path(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Cut cars out of every photo in IN and write them to OUT (RGBA PNG by default).")
-    parser.add_argument("input", type=Path, metavar="IN", help="folder of photos")
-    parser.add_argument("output", type=Path, metavar="OUT", help="folder for the cut-outs (created if needed)")
+    parser.add_argument("input", type=folder, metavar="IN", help="folder of photos (a path or a file:// URI)")
+    parser.add_argument("output", type=folder, metavar="OUT", help="folder for the cut-outs (created if needed)")
     add_model_options(parser)
     add_arguments(parser)  # the cut-out options and --format
     parser.add_argument("--review-below", type=float, default=0.5, metavar="C",
@@ -46,7 +60,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recursive", action="store_true", help="include subfolders (mirrored in OUT)")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="process only shard I of N (0-based), for job arrays")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    ray = parser.add_argument_group("Ray Data", "run on Ray (IN and OUT: folders every node sees)")
+    ray.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                     help="cut out on Ray Data: no ADDRESS starts a local Ray for the run; auto or ray://HOST:10001 "
+                          "joins a cluster")
+    ray.add_argument("--ray-actors", type=int, metavar="N",
+                     help="actors, each holding one model (default: one per GPU, else one per --ray-cpus of the cluster)")
+    ray.add_argument("--ray-cpus", type=float, metavar="C", help="CPUs per actor (default 1)")
+    ray.add_argument("--ray-gpus", type=float, metavar="G", help="GPUs per actor (default: 1 when the cluster has GPUs)")
     return parser
+
+
+@contextmanager
+def ray_session(args: argparse.Namespace, batch_size: int) -> Iterator[Optional[Callable]]:
+    """With ``--ray``: Ray joined (or started) for the run and left after it, and the runner of the jobs there."""
+    if args.ray is None:
+        yield None
+        return
+    from carseg.inference.ray_data import connect, run_on_ray
+
+    with connect(args.ray):
+        work = {"predictor": predictor_kwargs(args), "options": cutout_options(vars(args)), "fmt": args.format,
+                "max_megapixels": args.max_megapixels}
+        yield lambda jobs: run_on_ray(jobs, work, batch_size, not args.quiet, args.ray_actors, args.ray_cpus, args.ray_gpus)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -70,11 +106,12 @@ def _run(args: argparse.Namespace) -> int:
         jobs, ignored = plan_jobs(args.input, args.output, args.format, args.save_mask, args.recursive, parse_shard(args.shard))
         check_writable(args.output)
         predictor = load_predictor(args, announce=not args.quiet)
-        summary = remove_backgrounds(jobs, predictor, options, args.format,
-                                     args.batch_size or predictor.default_batch_size, args.workers,
-                                     args.overwrite, progress=not args.quiet, log=log,
-                                     summary_csv=args.output / SUMMARY_CSV, review_below=args.review_below,
-                                     max_megapixels=args.max_megapixels)
+        work = PhotoWork(predictor, options, args.format, args.max_megapixels)
+        batch_size = args.batch_size or predictor.default_batch_size
+        with ray_session(args, batch_size) as elsewhere:
+            summary = remove_backgrounds(jobs, work, batch_size, args.workers, args.overwrite, progress=not args.quiet,
+                                         log=log, summary_csv=args.output / SUMMARY_CSV, review_below=args.review_below,
+                                         elsewhere=elsewhere)
     except CarsegError as exc:
         log(f"{PROG}: error: {exc}")
         return 1

@@ -2,7 +2,7 @@
 which traced model, and how to run it."""
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Dict
 
 from carseg.errors import CarsegError
 
@@ -57,9 +57,14 @@ def load_predictor(args: argparse.Namespace, announce: bool = True) -> "Predicto
         raise CarsegError(f"--threshold {args.threshold}: must be in [0, 1]")
     if args.max_size is not None and args.max_size < 1:
         raise CarsegError(f"--max-size {args.max_size}: must be at least 1")
-    predictor = Predictor(args.model, device=args.device, tta=args.tta, threshold=args.threshold,
-                          max_size=args.max_size, backend=args.backend, refine=args.refine, precision=args.precision)
+    predictor = Predictor(**predictor_kwargs(args))
     if announce:
         print(f"{predictor.metadata.model} on {predictor.device}, precision {predictor.precision} "
               f"({predictor.precision_reason})", file=sys.stderr)
     return predictor
+
+
+def predictor_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
+    """The Predictor's keyword arguments the options give (also what a Ray actor builds its own from)."""
+    return {"model": args.model, "device": args.device, "tta": args.tta, "threshold": args.threshold,
+            "max_size": args.max_size, "backend": args.backend, "refine": args.refine, "precision": args.precision}

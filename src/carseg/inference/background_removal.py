@@ -8,13 +8,13 @@ import zlib
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from carseg.atomic import atomic_path
 from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, check_pixels, read_image, write_image_atomic
-from carseg.errors import CarsegError
+from carseg.errors import CarsegError, failure
 from carseg.inference.options import CutoutOptions
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.inference.step import cut_out
@@ -181,17 +181,75 @@ def check_writable(out_dir: Path) -> None:
         raise CarsegError(f"{out_dir}: cannot write there ({exc.strerror or exc}); choose another OUT folder") from None
 
 
-def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOptions = CutoutOptions(), fmt: str = "png",
-                       batch_size: int = 8, workers: int = 2, overwrite: bool = False, progress: bool = True,
-                       log=print, summary_csv: Optional[Path] = None, review_below: float = 0.5,
-                       max_megapixels: float = 150.0) -> Summary:
+@dataclass
+class PhotoWork:
+    """A folder run's per-photo work, the same in the local stream and in Ray's actors (``--ray``): a photo's network
+    input, then, after the forward pass, its cut-out(s), mask and summary row."""
+
+    predictor: Predictor
+    options: CutoutOptions = CutoutOptions()
+    fmt: str = "png"
+    max_megapixels: float = 150.0
+
+    @classmethod
+    def load(cls, predictor: Dict[str, Any], **settings: Any) -> "PhotoWork":
+        """The work with a Predictor built from ``predictor`` (its keyword arguments): where no Predictor can be sent."""
+        return cls(Predictor(**predictor), **settings)
+
+    def read(self, job: Job) -> Tuple[Prepared, None]:
+        """The network input. Only it travels from the loader workers (a reduced-scale JPEG decode, not 7 MB per
+        photo); the full-size photo is decoded where the cut-out needs it, in ``finish``. A photo over
+        ``max_megapixels`` fails from its header alone."""
+        check_pixels(job.source, self.max_megapixels)
+        return self.predictor.read(job.source), None
+
+    def finish(self, job: Job, _: Any, prob: np.ndarray) -> PhotoRow:
+        """Decode + upsample + compose + encode + write (OpenCV releases the GIL); the photo's summary row."""
+        cut = cut_out(self.predictor, read_image(job.source), prob, self.options)
+        if job.mask is not None:
+            write_image_atomic(job.mask, cut.hard, "png")
+        instances = self.options.instances
+        outputs = [instance_path(job.output, i + 1) for i in range(len(cut.pictures))] if instances else [job.output]
+        for output, picture in zip(outputs, cut.pictures):
+            write_image_atomic(output, picture, self.fmt, in_place=True)  # a fresh array
+        return PhotoRow(str(job.source), str(job.output), "done", f"{cut.confidence:.4f}", f"{cut.car_fraction:.4f}",
+                        str(len(cut.pictures)))
+
+    def run(self, jobs: List[Job]) -> List[PhotoRow]:
+        """``jobs`` read, run through the model in one batch and finished: a row each, a failure as a row with its
+        one-line error (a Ray actor's batch)."""
+        rows: Dict[int, PhotoRow] = {}
+        failed = lambda job, exc: PhotoRow(str(job.source), str(job.output), "failed", error=failure(job.source, exc))
+        inputs = []
+        for job in jobs:
+            try:
+                inputs.append((job, self.read(job)[0]))
+            except Exception as exc:  # one odd file, one row
+                rows[id(job)] = failed(job, exc)
+        probs = self.predictor.forward([prepared for _, prepared in inputs]) if inputs else []
+        for (job, _), prob in zip(inputs, probs):
+            try:
+                rows[id(job)] = self.finish(job, None, prob)
+            except Exception as exc:
+                rows[id(job)] = failed(job, exc)
+        return [rows[id(job)] for job in jobs]
+
+
+# (job, its row, None) or (job, None, one-line error) for each job, as they are finished
+Results = Iterator[Tuple[Job, Optional[PhotoRow], Optional[str]]]
+
+
+def remove_backgrounds(jobs: List[Job], work: PhotoWork, batch_size: int = 8, workers: int = 2, overwrite: bool = False,
+                       progress: bool = True, log=print, summary_csv: Optional[Path] = None, review_below: float = 0.5,
+                       elsewhere: Optional[Callable[[List[Job]], Results]] = None) -> Summary:
     """Run every job not done yet (all with ``overwrite``); each failure is logged as one ``failed:`` line.
     With ``options.instances`` a photo is done when its first car's cut-out exists, or when the earlier run's row in
     ``summary_csv`` says it was done with no car. With ``summary_csv``, one row per job is written there before the
     first photo (pending), at the end (a skipped photo keeps the earlier run's row; earlier rows of photos not among
     ``jobs`` stay) and when Ctrl-C or SIGTERM stops the run (then :class:`~carseg.interrupts.Interrupted` says how
-    many were done); the summary counts the photos whose confidence is under ``review_below``. A photo over
-    ``max_megapixels`` fails from its header alone."""
+    many were done); the summary counts the photos whose confidence is under ``review_below``. The jobs run in this
+    process's stream, or ``elsewhere`` (``carseg.inference.ray_data.run_on_ray``: the same work in Ray's actors)."""
+    options = work.options
     summary = Summary(cars=0 if options.instances else None, review_below=review_below, summary_csv=summary_csv)
     earlier = _earlier_rows(summary_csv) if summary_csv is not None else {}
 
@@ -208,23 +266,9 @@ def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOpt
     summary.skipped = len(jobs) - len(todo)
     started = time.perf_counter()
 
-    def read(job: Job) -> Tuple[Prepared, None]:
-        # Only the network input travels from the loader workers (a reduced-scale JPEG decode, not 7 MB per
-        # photo); the full-size photo is decoded where the cut-out needs it, in the writer thread.
-        check_pixels(job.source, max_megapixels)
-        return predictor.read(job.source), None
-
-    def finish(job: Job, _, prob: np.ndarray) -> PhotoRow:
-        """Decode + upsample + compose + encode + write (OpenCV releases the GIL); returns the photo's summary row."""
-        cut = cut_out(predictor, read_image(job.source), prob, options)
-        if job.mask is not None:
-            write_image_atomic(job.mask, cut.hard, "png")
-        outputs = [instance_path(job.output, i + 1) for i in range(len(cut.pictures))] if options.instances else [job.output]
-        for output, picture in zip(outputs, cut.pictures):
-            write_image_atomic(output, picture, fmt, in_place=True)  # a fresh array
-        row = PhotoRow(str(job.source), str(job.output), "done", f"{cut.confidence:.4f}", f"{cut.car_fraction:.4f}",
-                       str(len(cut.pictures)))
-        rows[str(job.source)] = row  # here, not where it is yielded: a stopped run still counts it
+    def finish(job: Job, extras: Any, prob: np.ndarray) -> PhotoRow:
+        # the row is kept here, not where it is yielded: a stopped run still counts the photo
+        row = rows[str(job.source)] = work.finish(job, extras, prob)
         return row
 
     pending = {id(job) for job in todo}
@@ -240,7 +284,8 @@ def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOpt
             write_summary_csv(summary_csv, [*rows.values(), *others])
 
     record()  # before any photo too, so a run stopped in any way leaves its outputs named (OUT = IN reruns: own_outputs)
-    results = stream(todo, predictor, read, finish, batch_size, workers, progress, source=lambda j: j.source)
+    results = elsewhere(todo) if elsewhere is not None else stream(
+        todo, work.predictor, work.read, finish, batch_size, workers, progress, source=lambda j: j.source)
     try:
         for job, row, error in results:
             if error:
@@ -249,6 +294,7 @@ def remove_backgrounds(jobs: List[Job], predictor: Predictor, options: CutoutOpt
                 rows[str(job.source)] = PhotoRow(str(job.source), str(job.output), "failed", error=error)
             else:
                 summary.done += 1
+                rows[str(job.source)] = row
                 if options.instances:
                     summary.cars += int(row.cars)
     except KeyboardInterrupt as stop:
