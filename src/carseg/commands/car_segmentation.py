@@ -9,7 +9,6 @@ from urllib.parse import unquote, urlparse
 
 from carseg.commands.model_options import add_model_options, load_predictor, predictor_kwargs
 from carseg.errors import CarsegError, printable
-from carseg.inference.background_removal import SUMMARY_CSV, PhotoWork, check_writable, plan_jobs, remove_backgrounds
 from carseg.inference.options import add_arguments, check_format, cutout_options
 from carseg.interrupts import exit_cleanly
 
@@ -91,6 +90,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # here, not at import: --help and option errors answer without loading torch and OpenCV's pipeline (~2 s)
+    from carseg.inference.background_removal import SUMMARY_CSV, PhotoWork, check_writable, plan_jobs, remove_backgrounds
+
     log = lambda line: print(printable(line), file=sys.stderr)
     try:
         if args.batch_size is not None and args.batch_size < 1:
