@@ -13,18 +13,22 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image
 
 from carseg.commands import catalyst_dl
 from carseg.inference.predictor import Predictor
 from carseg.serve import app as service
 from carseg.serve.app import Settings, create_app
 from carseg.serve.batcher import Batcher
+from carseg.data.images import ENCODE_PARAMS
 from carseg.serve.photos import ServeError, decode
 from conftest import red_car_photo
+from profiles import display_p3
+from test_phone_photos import LATITUDE, MAKE, phone_exif
 from serving import running_server, serving_app
 
 HEIGHT, WIDTH = 160, 240
+P3 = display_p3()
 
 
 def encoded(image: np.ndarray, fmt: str = "PNG", **params) -> bytes:
@@ -114,6 +118,29 @@ def test_background_picture_and_instances(client, car):
         assert decoded(archive.read("car_1.png")).shape == (HEIGHT, 2 * WIDTH, 4)
 
 
+def test_phone_photos_keep_their_profile_and_lose_their_location(client, car):
+    """A HEIC or AVIF in Display P3 with GPS in its EXIF: the answer carries the profile; its EXIF only with
+    keep_metadata, the location only with keep_location too; a background colour is meant in sRGB."""
+    photo, truth, _ = car
+    for fmt, answer in (("HEIF", "png"), ("AVIF", "avif")):
+        body = encoded(photo, fmt, icc_profile=P3, exif=phone_exif().tobytes(), quality=95)
+        plain, kept, located = (remove(client, body, format=answer, **params) for params in (
+            {}, {"keep_metadata": "true"}, {"keep_metadata": "true", "keep_location": "true"}))
+        for response in (plain, kept, located):
+            assert response.status_code == 200, response.text
+            assert response.headers["content-type"] == f"image/{answer}"
+            with Image.open(io.BytesIO(response.content)) as cut:
+                assert cut.info["icc_profile"] == P3 and iou(np.asarray(cut)[..., 3] > 127, truth) > 0.95
+        assert dict(Image.open(io.BytesIO(plain.content)).getexif()) == {}
+        exif = Image.open(io.BytesIO(kept.content)).getexif()
+        assert exif[ExifTags.Base.Make] == MAKE and ExifTags.IFD.GPSInfo not in exif
+        gps = Image.open(io.BytesIO(located.content)).getexif().get_ifd(ExifTags.IFD.GPSInfo)
+        assert gps[ExifTags.GPS.GPSLatitude] == LATITUDE
+    green = decoded(remove(client, encoded(photo, "JPEG", icc_profile=P3, quality=95), background="0,255,0",
+                           format="jpg").content)
+    assert np.abs(green[:10, :10].astype(int) - (117, 251, 76)).max() <= 3  # sRGB's green in Display P3 (JPEG: +-3)
+
+
 def truncated_jpeg(photo: np.ndarray) -> bytes:
     data = encoded(photo, "JPEG", quality=90)
     return data[: len(data) // 2]
@@ -131,11 +158,15 @@ def truncated_jpeg(photo: np.ndarray) -> bytes:
     ("bad crop", None, {"crop": "-3"}, 422, "crop=-3"),
     ("unknown option", None, {"colour": "red"}, 422, "colour: unknown option"),
     ("jpg without background", None, {"format": "jpg"}, 422, "no transparency"),
+    ("location without metadata", None, {"keep_location": "true"}, 422, "keep_location=true: the location is kept"),
+    ("truncated HEIC", "heic", {}, 400, "could not be decoded; send a JPEG, PNG, WebP, HEIC, AVIF"),
 ])
 def test_bad_input_is_one_json_error_and_the_server_goes_on(client, car, name, body, params, status, words):
     photo, _, good = car
     if body is None:
         body = truncated_jpeg(photo) if name == "truncated JPEG" else good
+    elif body == "heic":
+        body = encoded(photo, "HEIF")[:-300]  # the header whole, the picture cut short
     elif body == "big":
         body = encoded(np.zeros((400, 300, 3), np.uint8))  # 0.12 megapixels, small file
     response = client.post("/api/remove", params=params, content=body)
@@ -144,7 +175,7 @@ def test_bad_input_is_one_json_error_and_the_server_goes_on(client, car, name, b
     message = response.json()["error"]
     assert words in message and "\n" not in message
     if params.get("format") == "gif":
-        assert response.json()["allowed"] == {"format": ["png", "jpg", "webp"]}
+        assert response.json()["allowed"] == {"format": list(ENCODE_PARAMS)}
     assert remove(client, good).status_code == 200
 
 
@@ -256,14 +287,14 @@ def test_every_answer_carries_a_request_id(client, car):
 
 
 def test_a_decoder_failure_is_a_client_error(monkeypatch):
-    def refuses(data, flags=None):
+    def refuses(data, reduction=1):
         raise cv2.error("OpenCV(5.0.0) loadsave.cpp:1701: error: (-215:Assertion failed) in function 'imdecode_'")
 
-    monkeypatch.setattr("carseg.serve.photos.decode_image", refuses)
+    monkeypatch.setattr("carseg.serve.photos.decode_photo", refuses)
     with pytest.raises(ServeError) as refused:
         decode(b"anything")
     assert refused.value.status == 400 and str(refused.value) == (
-        "corrupt or unsupported image: it could not be decoded; send a JPEG, PNG or WebP photo")
+        "corrupt or unsupported image: it could not be decoded; send a JPEG, PNG, WebP, HEIC, AVIF, BMP or TIFF photo")
 
 
 @pytest.fixture
@@ -303,7 +334,7 @@ def test_a_timed_out_request_stops_and_the_next_is_answered_at_once(oracle, car,
     in its own time, not after the 2.4 s of pictures the timed-out one had left."""
     encoded_shapes = []
 
-    def slow_encode(picture: np.ndarray, fmt: str) -> bytes:
+    def slow_encode(picture: np.ndarray, fmt: str, *metadata) -> bytes:
         time.sleep(0.25)
         encoded_shapes.append(picture.shape)
         return encoded(picture)

@@ -13,7 +13,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from carseg.atomic import atomic_path
-from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, check_pixels, read_image, write_image_atomic
+from carseg.data.exif import kept_exif
+from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, check_pixels, read_photo, write_image_atomic
 from carseg.errors import CarsegError, failure
 from carseg.inference.options import CutoutOptions
 from carseg.inference.predictor import Predictor, Prepared
@@ -204,14 +205,17 @@ class PhotoWork:
         return self.predictor.read(job.source), None
 
     def finish(self, job: Job, _: Any, prob: np.ndarray) -> PhotoRow:
-        """Decode + upsample + compose + encode + write (OpenCV releases the GIL); the photo's summary row."""
-        cut = cut_out(self.predictor, read_image(job.source), prob, self.options)
+        """Decode + upsample + compose + encode + write (OpenCV releases the GIL); the photo's summary row. The
+        pictures carry the photo's colour profile, and its EXIF as ``keep_metadata`` and ``keep_location`` say."""
+        photo = read_photo(job.source)
+        cut = cut_out(self.predictor, photo.pixels, prob, self.options, profile=photo.profile)
+        exif = kept_exif(photo.exif, self.options.keep_metadata, self.options.keep_location)
         if job.mask is not None:
             write_image_atomic(job.mask, cut.hard, "png")
         instances = self.options.instances
         outputs = [instance_path(job.output, i + 1) for i in range(len(cut.pictures))] if instances else [job.output]
         for output, picture in zip(outputs, cut.pictures):
-            write_image_atomic(output, picture, self.fmt, in_place=True)  # a fresh array
+            write_image_atomic(output, picture, self.fmt, True, photo.profile, exif)  # in place: a fresh array
         return PhotoRow(str(job.source), str(job.output), "done", f"{cut.confidence:.4f}", f"{cut.car_fraction:.4f}",
                         str(len(cut.pictures)))
 

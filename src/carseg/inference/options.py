@@ -129,8 +129,8 @@ class CutoutOptions:
     """What a cut-out looks like; the defaults give an RGBA picture of the whole photo, alpha = the mask."""
 
     background: Background = _option(
-        str, "transparent", "transparent, white, R,G,B (0-255 each) or a picture behind the car, scaled to cover it "
-        "(command line: an image file; service: the multipart field 'background')",
+        str, "transparent", "transparent, white, R,G,B (sRGB, 0-255 each) or a picture behind the car, scaled to "
+        "cover it (command line: an image file; service: the multipart field 'background')",
         parse=parse_background, query_parse=parse_colour, metavar="COLOUR|IMAGE")
     alpha: str = _option(str, "hard", "edges: hard (0/1: scores best against 0/1 masks) or soft (matte following the "
                          "photo's edges, decontaminated: no rim of the old background)", choices=ALPHA)
@@ -149,6 +149,10 @@ class CutoutOptions:
                                         bounds=(0.0, 1.0), metavar="A")
     subject: str = _option(str, "main", "main: only the photo's car, not those parked behind it; all: every car in "
                            "one picture", choices=SUBJECTS)
+    keep_metadata: bool = _option(bool, False, "keep the photo's EXIF (camera, date, ...; orientation set to 1) in "
+                                  "the cut-out, without its location unless keep-location too (the colour profile is "
+                                  "always kept)")
+    keep_location: bool = _option(bool, False, "with keep-metadata: keep the location (GPS) in the EXIF too")
 
     def __post_init__(self) -> None:
         for option in CUTOUT_OPTIONS:
@@ -175,6 +179,10 @@ def cutout_options(values: Mapping[str, Any], query: bool = False, picture: Opti
     """``CutoutOptions`` from the flags' values or the query parameters (``query``: the service's parsers);
     ``picture``: an uploaded background (RGB) instead of the ``background`` value."""
     parsed = {option.name: option.value(values[option.name], query) for option in CUTOUT_OPTIONS}
+    if parsed["keep_location"] and not parsed["keep_metadata"]:
+        name = lambda option: spell(option, "true", query) if query else flag(option)
+        keep = name("keep_metadata")
+        raise CarsegError(f"{name('keep_location')}: the location is kept only in the EXIF that {keep} keeps; add {keep}")
     return CutoutOptions(**(parsed if picture is None else {**parsed, "background": picture}))
 
 

@@ -15,7 +15,8 @@ import torch
 import ttach
 from torch import nn
 
-from carseg.data.images import image_size, read_image
+from carseg.data.colour import to_srgb
+from carseg.data.images import image_size, read_photo
 from carseg.data.transforms import post_transforms, resize_longest
 from carseg.errors import CarsegError
 from carseg.inference.backends import Backend, backend_for, load_model
@@ -110,9 +111,11 @@ class Predictor:
         input_pixels = trained_hw[0] * trained_hw[1] * (self.max_size / max(trained_hw)) ** 2
         return int(max(1, min(8, CPU_BATCH_PIXELS // input_pixels)))
 
-    def prepare(self, image: np.ndarray) -> Prepared:
-        """RGB uint8 H x W x 3 -> network input (safe to run in a DataLoader worker)."""
-        resized = self.resize(image=image)["image"]
+    def prepare(self, image: np.ndarray, profile: Optional[bytes] = None) -> Prepared:
+        """RGB uint8 H x W x 3 -> network input (safe to run in a DataLoader worker). ``profile``: the ICC profile
+        ``image`` is in (None: sRGB); the network sees sRGB, as it was trained (``carseg.data.colour``), converted
+        once resized."""
+        resized = to_srgb(self.resize(image=image)["image"], profile)
         padded = self.pad(image=resized)["image"]
         return Prepared(self.post(image=padded)["image"], resized.shape[:2])
 
@@ -123,10 +126,12 @@ class Predictor:
         training: ~3x less work than a full decode and resize for a 1918x1280 photo.
         """
         if Path(path).suffix.lower() not in (".jpg", ".jpeg"):
-            return self.prepare(read_image(path))
-        full_hw = image_size(path)  # from the header
-        scale = min(1.0, self.max_size / max(full_hw))
-        return self.prepare(read_image(path, target_hw=(round(full_hw[0] * scale), round(full_hw[1] * scale)), full_hw=full_hw))
+            photo = read_photo(path)
+        else:
+            full_hw = image_size(path)  # from the header
+            scale = min(1.0, self.max_size / max(full_hw))
+            photo = read_photo(path, target_hw=(round(full_hw[0] * scale), round(full_hw[1] * scale)), full_hw=full_hw)
+        return self.prepare(photo.pixels, photo.profile)
 
     @torch.inference_mode()
     def forward(self, prepared: Sequence[Prepared]) -> List[np.ndarray]:

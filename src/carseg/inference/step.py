@@ -1,10 +1,11 @@
 """The per-photo step after the forward pass, the same in every command (folder, service, evaluation, Predictor):
 network-resolution probabilities -> the photo's full-size mask -> its cut-out picture(s), with the confidence."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, List, Optional
 
 import numpy as np
 
+from carseg.data.colour import colour_from_srgb, from_srgb, is_srgb
 from carseg.inference.confidence import confidence
 from carseg.inference.cutout import car_mask, compose
 from carseg.inference.framing import region_sizes
@@ -31,11 +32,13 @@ class Cut:
 
 def cut_out(predictor: "Predictor", photo: np.ndarray, prob: np.ndarray, options: CutoutOptions = CutoutOptions(),
             threshold: Optional[float] = None, pictures: bool = True, limits: Optional[OutputLimits] = None,
-            checkpoint: Callable[[], None] = lambda: None) -> Cut:
+            checkpoint: Callable[[], None] = lambda: None, profile: Optional[bytes] = None) -> Cut:
     """``prob`` (from ``Predictor.forward``) at the size of ``photo`` (RGB, or grey without ``pictures``), the mask at
     ``threshold`` (default: the model's), its confidence and, with ``pictures``, the composed cut-out(s).
     ``limits``: the cars found are checked against them before any picture is made (``OutputLimits.check_cars``);
-    ``checkpoint`` runs between the steps and may raise to stop the work (a request that was answered meanwhile)."""
+    ``checkpoint`` runs between the steps and may raise to stop the work (a request that was answered meanwhile).
+    ``profile``: the ICC profile ``photo`` is in (None: sRGB); the pictures keep its pixels, and the background
+    (meant in sRGB) is converted into its space (``carseg.data.colour``)."""
     threshold = predictor.threshold if threshold is None else threshold
     full = predictor.upsample(prob, photo)
     checkpoint()
@@ -45,4 +48,15 @@ def cut_out(predictor: "Predictor", photo: np.ndarray, prob: np.ndarray, options
     checkpoint()
     score = confidence(full, hard)
     checkpoint()
-    return Cut(full, hard, score, compose(photo, full, options, threshold, hard) if pictures else [])
+    if not pictures:
+        return Cut(full, hard, score)
+    return Cut(full, hard, score, compose(photo, full, background_in(options, profile), threshold, hard))
+
+
+def background_in(options: CutoutOptions, profile: Optional[bytes]) -> CutoutOptions:
+    """``options`` with its background colour or picture (sRGB) in ``profile``'s space."""
+    if is_srgb(profile) or isinstance(options.background, str):
+        return options
+    if isinstance(options.background, np.ndarray):
+        return replace(options, background=from_srgb(options.background, profile))
+    return replace(options, background=colour_from_srgb(options.background, profile))

@@ -17,6 +17,9 @@ from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from carseg.data.colour import to_srgb
+from carseg.data.exif import kept_exif
+from carseg.data.images import Photo
 from carseg.errors import CarsegError, one_line
 from carseg.inference.options import OutputLimits, TooLarge
 from carseg.inference.predictor import Predictor, Prepared
@@ -117,24 +120,28 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
             except ServeError as exc:
                 raise ServeError(exc.status, f"background: {exc}") from None
 
-    def prepare(upload: Upload) -> Tuple[np.ndarray, Optional[np.ndarray], Prepared]:
+    def prepare(upload: Upload) -> Tuple[Photo, Optional[np.ndarray], Prepared]:
         photo = decode(upload.photo)
         check_cancelled()
         background = None if upload.background is None else decode(upload.background)
         check_cancelled()
-        return photo, background, predictor.prepare(photo)
+        picture = None if background is None else to_srgb(background.pixels, background.profile)  # as --background's
+        return photo, picture, predictor.prepare(photo.pixels, photo.profile)
 
-    def finish(photo: np.ndarray, prob: np.ndarray, options: RemoveOptions, background: Optional[np.ndarray],
+    def finish(photo: Photo, prob: np.ndarray, options: RemoveOptions, background: Optional[np.ndarray],
                name: str) -> Tuple[bytes, str, float]:
-        """The answer's body, file name and confidence: one picture, or a ZIP of one per car with ``instances``."""
-        cut = cut_out(predictor, photo, prob, options.cutout(background), options.threshold, pictures=not options.mask,
-                      limits=limits, checkpoint=check_cancelled)
+        """The answer's body, file name and confidence: one picture, or a ZIP of one per car with ``instances``.
+        The pictures carry the photo's colour profile, and its EXIF as ``keep_metadata`` and ``keep_location`` say."""
+        cutout = options.cutout(background)
+        cut = cut_out(predictor, photo.pixels, prob, cutout, options.threshold, pictures=not options.mask,
+                      limits=limits, checkpoint=check_cancelled, profile=photo.profile)
         if options.mask:
             return encode(cut.hard, "png"), f"{name}_mask.png", cut.confidence
+        exif = kept_exif(photo.exif, cutout.keep_metadata, cutout.keep_location)
         pictures = []
         while cut.pictures:  # each picture is freed once encoded
             check_cancelled()
-            pictures.append(encode(cut.pictures.pop(0), options.format))
+            pictures.append(encode(cut.pictures.pop(0), options.format, photo.profile, exif))
         if options.instances:
             return zip_pictures(pictures, name, options.format), f"{name}.zip", cut.confidence
         return pictures[0], f"{name}.{options.format}", cut.confidence

@@ -39,12 +39,13 @@ class _Query(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     @model_validator(mode="after")
-    def _transparency(self) -> "_Query":
-        if not self.mask:
-            try:
-                check_format(self.format, self.cutout().background, query=True)
-            except CarsegError as exc:
-                raise ValueError(str(exc)) from None
+    def _across_options(self) -> "_Query":
+        try:
+            options = self.cutout()
+            if not self.mask:
+                check_format(self.format, options.background, query=True)
+        except CarsegError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     def cutout(self, picture: Optional[np.ndarray] = None) -> CutoutOptions:

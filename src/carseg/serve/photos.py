@@ -1,13 +1,16 @@
 """Request bodies to photos and cut-outs to response bodies; every unusable upload becomes a ``ServeError``."""
 import io
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 from PIL import Image
 
-from carseg.data.images import decode_image, encode_image
+from carseg.data.images import Photo, decode_photo, encode_image
 
-MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "zip": "application/zip"}
+MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "avif": "image/avif",
+               "zip": "application/zip"}
+
+PHOTOS = "JPEG, PNG, WebP, HEIC, AVIF, BMP or TIFF"  # what the service decodes
 
 
 class ServeError(Exception):
@@ -22,7 +25,7 @@ def check_header(data: bytes, max_pixels: int) -> Tuple[int, int]:
     """The photo's width and height from its header; an empty body, a non-image, a photo over ``max_pixels`` or a
     truncated JPEG is refused before anything decodes it."""
     if not data:
-        raise ServeError(400, "empty upload: send a photo (JPEG, PNG, WebP, ...) as the body or as the multipart field 'file'")
+        raise ServeError(400, "empty upload: send a photo (JPEG, PNG, HEIC, ...) as the body or as the multipart field 'file'")
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
@@ -30,7 +33,7 @@ def check_header(data: bytes, max_pixels: int) -> Tuple[int, int]:
     except Image.DecompressionBombError:
         raise ServeError(413, f"too many pixels: the limit is {max_pixels} (--max-megapixels); send a smaller photo") from None
     except Exception:  # PIL raises many types for data it cannot identify
-        raise ServeError(415, "not an image: send a JPEG, PNG, WebP, BMP or TIFF photo") from None
+        raise ServeError(415, f"not an image: send a {PHOTOS} photo") from None
     if width * height > max_pixels:
         raise ServeError(413, f"too many pixels: {width}x{height} = {width * height} is over the limit of {max_pixels} "
                               "(--max-megapixels); send a smaller photo")
@@ -41,22 +44,23 @@ def check_header(data: bytes, max_pixels: int) -> Tuple[int, int]:
     return width, height
 
 
-def decode(data: bytes) -> np.ndarray:
-    """An uploaded photo (``check_header`` passed) as uint8 RGB, EXIF orientation applied (as the folder command
-    reads files); what the decoder cannot read is the client's problem, said in one plain sentence."""
+def decode(data: bytes) -> Photo:
+    """An uploaded photo (``check_header`` passed) with its profile and EXIF, EXIF orientation applied (as the folder
+    command reads files); what the decoder cannot read is the client's problem, said in one plain sentence."""
     try:
-        image = decode_image(np.frombuffer(data, np.uint8))
+        photo = decode_photo(data)
     except Exception:  # OpenCV's decoders raise cv2.error (and others) for data they refuse
-        image = None
-    if image is None:
-        raise ServeError(400, "corrupt or unsupported image: it could not be decoded; send a JPEG, PNG or WebP photo")
-    return image
+        photo = None
+    if photo is None:
+        raise ServeError(400, f"corrupt or unsupported image: it could not be decoded; send a {PHOTOS} photo")
+    return photo
 
 
-def encode(image: np.ndarray, fmt: str) -> bytes:
-    """RGB, RGBA or grey uint8 -> file bytes (converts ``image`` to OpenCV's channel order in place); the sizes a
-    format refuses are refused before any work (``OutputLimits``), so a failure here is the service's own."""
-    encoded = encode_image(image, fmt, in_place=True)
+def encode(image: np.ndarray, fmt: str, profile: Optional[bytes] = None, exif: Optional[bytes] = None) -> bytes:
+    """RGB, RGBA or grey uint8 -> file bytes with ``profile`` and ``exif`` (``encode_image``; converts ``image`` to
+    OpenCV's channel order in place); the sizes a format refuses are refused before any work (``OutputLimits``), so a
+    failure here is the service's own."""
+    encoded = encode_image(image, fmt, True, profile, exif)
     if encoded is None:
         raise RuntimeError(f"OpenCV could not encode a {image.shape[1]}x{image.shape[0]} picture as {fmt}")
     return encoded
