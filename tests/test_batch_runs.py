@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import carseg.data.images  # noqa: F401  registers pillow-heif: Pillow writes HEIC here
 from conftest import ROOT, red_car_photo
+from profiles import display_p3
 
 SCRIPT = [sys.executable, str(ROOT / "bin" / "car_segmentation.py")]
 
@@ -96,6 +98,12 @@ def test_awkward_folder_runs_to_the_end(tmp_path, oracle_model):
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
     save("rotated.jpg", photo, hw=(96, 64), exif=exif.tobytes())
+    save("iphone.heic", photo, hw=(96, 64), exif=exif.tobytes(), icc_profile=display_p3(), quality=90)
+    save("android.avif", photo, hw=(96, 64), exif=exif.tobytes(), icc_profile=display_p3(), quality=90)
+    save("p3.jpg", photo, icc_profile=display_p3(), quality=95)
+    save("broken_profile.jpg", photo, icc_profile=b"not a profile", quality=95)
+    (folder / "cut_short.heic").write_bytes((folder / "iphone.heic").read_bytes()[:-200])
+    (folder / "fake.avif").write_text("not a photo")
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "truncated.jpg").write_bytes((folder / "voiture_été_日本.jpg").read_bytes()[:300])
     (folder / "text.jpg").write_text("not a photo")
@@ -106,7 +114,8 @@ def test_awkward_folder_runs_to_the_end(tmp_path, oracle_model):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     failed = sorted(line.split(str(folder) + "/")[1].split(":")[0] for line in result.stderr.splitlines()
                     if line.startswith("failed:"))
-    assert failed == ["dangling.jpg", "empty.jpg", "text.jpg", "truncated.jpg"]
+    assert failed == ["cut_short.heic", "dangling.jpg", "empty.jpg", "fake.avif", "text.jpg", "truncated.jpg"]
+    assert len(result.stderr.strip().splitlines()) == len(failed)  # one line each
     for name, hw in good.items():
         assert np.asarray(Image.open(out / f"{Path(name).stem}.png")).shape == (*hw, 4), name
-    assert f"done {len(good)}, skipped 0 (already there), failed 4" in result.stdout
+    assert f"done {len(good)}, skipped 0 (already there), failed 6" in result.stdout
