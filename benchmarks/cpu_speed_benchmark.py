@@ -48,7 +48,7 @@ def run_cli(script: Path, src: Optional[Path], in_dir: Path, out_dir: Path, *ext
     env = None if src is None else {**os.environ, "PYTHONPATH": str(src)}
     process = subprocess.Popen([sys.executable, str(script), str(in_dir), str(out_dir), "--quiet", *extra],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    sampler = PeakMemory(process.pid)
+    sampler = PeakMemory(process.pid, interval=1.0)  # reading every process's smaps costs CPU: Ray runs ~10 processes
     sampler.start()
     stdout, stderr = process.communicate()
     sampler.done.set()

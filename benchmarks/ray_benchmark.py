@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Ray's overhead on one machine: the same photos cut out by the local run and by ``--ray`` (a local Ray started for
-the run, one actor per core), side by side in one run, alternating; photos/s as each run prints it (the local run's
+the run, one actor per core, 8 photos per task), side by side in one run, alternating; photos/s as each run prints it (the local run's
 clock starts at its first photo's decode, the Ray run's when its dataset starts: actor start-up and model loading
 included), wall time of the whole command, and the outputs compared (mask IoU per photo, file sizes).
 Goal (issue 21): --ray >= 0.8x the local photos/s, masks identical up to IoU 0.999.
@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_speed_benchmark import run_cli  # noqa: E402
-from inference_benchmark import agreement, link_photos, quietly  # noqa: E402
+from inference_benchmark import agreement, link_photos, wait_for_quiet  # noqa: E402
 
 from carseg.data.synthetic import generate_dataset  # noqa: E402
 
@@ -45,7 +45,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         for round_ in range(args.rounds):
             for name in (list(variants) if round_ % 2 == 0 else list(reversed(variants))):
                 started = time.perf_counter()
-                result = quietly(lambda: run_cli(CLI, None, tmp / "in", tmp / f"out-{name}", *variants[name]), args.quiet_wait)
+                wait_for_quiet(args.quiet_wait)  # not quietly(): Ray's own daemons would count as other processes
+                result = run_cli(CLI, None, tmp / "in", tmp / f"out-{name}", *variants[name])
                 result["wall"] = time.perf_counter() - started
                 print(f"  round {round_ + 1} {name}: {result['rate']:.2f} photos/s, {result['wall']:.1f} s", flush=True)
                 if name not in best or result["rate"] > best[name]["rate"]:

@@ -71,16 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextmanager
-def ray_session(args: argparse.Namespace, batch_size: int) -> Iterator[Optional[Callable]]:
+def ray_session(args: argparse.Namespace) -> Iterator[Optional[Callable]]:
     """With ``--ray``: Ray joined (or started) for the run and left after it, and the runner of the jobs there."""
     if args.ray is None:
         yield None
         return
-    from carseg.inference.ray_data import connect, run_on_ray
+    from carseg.inference.ray_data import BATCH, connect, run_on_ray
 
     with connect(args.ray):
         work = {"predictor": predictor_kwargs(args), "options": cutout_options(vars(args)), "fmt": args.format,
                 "max_megapixels": args.max_megapixels}
+        batch_size = args.batch_size or BATCH
         yield lambda jobs: run_on_ray(jobs, work, batch_size, not args.quiet, args.ray_actors, args.ray_cpus, args.ray_gpus)
 
 
@@ -110,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
         predictor = load_predictor(args, announce=not args.quiet)
         work = PhotoWork(predictor, options, args.format, args.max_megapixels)
         batch_size = args.batch_size or predictor.default_batch_size
-        with ray_session(args, batch_size) as elsewhere:
+        with ray_session(args) as elsewhere:
             summary = remove_backgrounds(jobs, work, batch_size, args.workers, args.overwrite, progress=not args.quiet,
                                          log=log, summary_csv=args.output / SUMMARY_CSV, review_below=args.review_below,
                                          elsewhere=elsewhere)

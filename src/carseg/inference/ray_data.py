@@ -17,9 +17,12 @@ import numpy as np
 
 from carseg.errors import CarsegError, failure
 from carseg.inference.background_removal import Job, PhotoRow, PhotoWork
+from carseg.inference.streaming import Heap
 
 LOCAL = "local"  # --ray without ADDRESS
 RETRIES = 1      # a batch whose actor died (a crash, the OOM killer) runs once more on a fresh actor, then is reported
+BATCH = 8        # photos per Ray task by default: amortises Ray's per-task cost (200 photos, 2 cores: 1 per task ran at
+                 # 0.61x the local run's photos/s, 8 at 0.77x; benchmarks/README.md)
 
 
 class CutOutActor:
@@ -37,11 +40,13 @@ class CutOutActor:
 
         torch.set_num_threads(self.threads)
         self.photos = PhotoWork.load(**self.work)
+        self.heap = Heap()  # as in the local stream: full-resolution arrays reused, not faulted in afresh
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, List[str]]:
         jobs = [Job(Path(source), Path(output), Path(mask) if mask else None)
                 for source, output, mask in zip(batch["source"], batch["output"], batch["mask"])]
         rows = [asdict(row) for row in self.photos.run(jobs)]
+        self.heap.released(len(jobs))
         return {name.name: [row[name.name] for row in rows] for name in fields(PhotoRow)}
 
 
