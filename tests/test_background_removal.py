@@ -312,3 +312,25 @@ def test_bf16_cut_outs_match_fp32(tmp_path, oracle_model, call):
                             for path in sorted((tmp_path / precision).glob("car*.png"))]
     for a, b in zip(masks["fp32"], masks["bf16"]):
         assert (a & b).sum() / (a | b).sum() >= 0.995
+
+
+def test_cut_outs_are_bounded_before_the_work(call, tmp_path, oracle_model):
+    """Options that would grow a picture past --max-megapixels, or more cars than --max-instances, fail the photo
+    with one line naming it and the option; the other photos are cut out."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "car.png"), red_car_photo(200, 300)[0][..., ::-1])
+    ran = call(car_segmentation, folder, tmp_path / "crop", oracle_model, "--crop", "3000%", "--max-megapixels", "1",
+               "--workers", "0", "--quiet")
+    failed = [line for line in ran.stderr.splitlines() if line.startswith("failed:")]
+    assert ran.returncode == 1 and len(failed) == 1 and "car.png" in failed[0] and "--crop 3000%" in failed[0]
+    assert not (tmp_path / "crop" / "car.png").exists()
+    fleet = np.full((200, 300, 3), (200, 60, 30), np.uint8)  # BGR blue background, six small red cars
+    for number in range(6):
+        cv2.rectangle(fleet, (10 + 48 * number, 80), (40 + 48 * number, 110), (20, 20, 220), -1)
+    cv2.imwrite(str(folder / "fleet.png"), fleet)
+    ran = call(car_segmentation, folder, tmp_path / "cars", oracle_model, "--instances", "--instances-min-area", "0",
+               "--max-instances", "3", "--workers", "0", "--quiet")
+    failed = [line for line in ran.stderr.splitlines() if line.startswith("failed:")]
+    assert ran.returncode == 1 and len(failed) == 1 and "fleet.png" in failed[0] and "over --max-instances 3" in failed[0]
+    assert (tmp_path / "cars" / "car_1.png").is_file() and not list((tmp_path / "cars").glob("fleet*.png"))

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="count the photos whose confidence (OUT/summary.csv) is under C (default %(default)s)")
     parser.add_argument("--max-megapixels", type=float, default=150.0, metavar="MP",
                         help="refuse photos over MP megapixels from their header, before decoding (default %(default)s)")
+    parser.add_argument("--max-instances", type=int, default=50, metavar="N",
+                        help="with --instances: a photo with more cars fails before any picture is made (default %(default)s)")
     parser.add_argument("--save-mask", action="store_true", help="also write OUT/NAME_mask.png")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="photos per forward pass (default: 8 on GPU; on CPU 8 at 128x192 down to 1 at 512x768)")
@@ -80,7 +82,7 @@ def ray_session(args: argparse.Namespace) -> Iterator[Optional[Callable]]:
 
     with connect(args.ray):
         work = {"predictor": predictor_kwargs(args), "options": cutout_options(vars(args)), "fmt": args.format,
-                "max_megapixels": args.max_megapixels}
+                "max_megapixels": args.max_megapixels, "max_instances": args.max_instances}
         batch_size = args.batch_size or BATCH
         yield lambda jobs: run_on_ray(jobs, work, batch_size, not args.quiet, args.ray_actors, args.ray_cpus, args.ray_gpus)
 
@@ -101,15 +103,16 @@ def _run(args: argparse.Namespace) -> int:
         if args.workers < 0:
             raise CarsegError(f"--workers {args.workers}: must be 0 or more")
         options = cutout_options(vars(args))
-        if args.max_megapixels <= 0:
-            raise CarsegError(f"--max-megapixels {args.max_megapixels}: must be positive")
+        if args.max_megapixels <= 0 or args.max_instances < 1:
+            bad = f"--max-megapixels {args.max_megapixels}" if args.max_megapixels <= 0 else f"--max-instances {args.max_instances}"
+            raise CarsegError(f"{bad}: must be positive")
         if not 0 <= args.review_below <= 1:
             raise CarsegError(f"--review-below {args.review_below}: must be in [0, 1]")
         check_format(args.format, options.background)
         jobs, ignored = plan_jobs(args.input, args.output, args.format, args.save_mask, args.recursive, parse_shard(args.shard))
         check_writable(args.output)
         predictor = load_predictor(args, announce=not args.quiet)
-        work = PhotoWork(predictor, options, args.format, args.max_megapixels)
+        work = PhotoWork(predictor, options, args.format, args.max_megapixels, args.max_instances)
         batch_size = args.batch_size or predictor.default_batch_size
         with ray_session(args) as elsewhere:
             summary = remove_backgrounds(jobs, work, batch_size, args.workers, args.overwrite, progress=not args.quiet,

@@ -5,6 +5,7 @@ import re
 import tempfile
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -14,9 +15,9 @@ import numpy as np
 
 from carseg.atomic import atomic_path
 from carseg.data.exif import kept_exif
-from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, check_pixels, read_photo, write_image_atomic
+from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, check_pixels, image_size, read_photo, write_image_atomic
 from carseg.errors import CarsegError, failure
-from carseg.inference.options import CutoutOptions
+from carseg.inference.options import CutoutOptions, OutputLimits, TooLarge
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.inference.step import cut_out
 from carseg.inference.streaming import stream
@@ -182,6 +183,15 @@ def check_writable(out_dir: Path) -> None:
         raise CarsegError(f"{out_dir}: cannot write there ({exc.strerror or exc}); choose another OUT folder") from None
 
 
+@contextmanager
+def naming(source: Path) -> Iterator[None]:
+    """An ``OutputLimits`` refusal (worded for any photo) with the photo's path in front, as every failed: line has."""
+    try:
+        yield
+    except TooLarge as exc:
+        raise CarsegError(f"{source}: {exc}") from None
+
+
 @dataclass
 class PhotoWork:
     """A folder run's per-photo work, the same in the local stream and in Ray's actors (``--ray``): a photo's network
@@ -191,6 +201,7 @@ class PhotoWork:
     options: CutoutOptions = CutoutOptions()
     fmt: str = "png"
     max_megapixels: float = 150.0
+    max_instances: int = 50  # with --instances: more cars than this fail the photo before any picture is made
 
     @classmethod
     def load(cls, predictor: Dict[str, Any], **settings: Any) -> "PhotoWork":
@@ -200,15 +211,24 @@ class PhotoWork:
     def read(self, job: Job) -> Tuple[Prepared, None]:
         """The network input. Only it travels from the loader workers (a reduced-scale JPEG decode, not 7 MB per
         photo); the full-size photo is decoded where the cut-out needs it, in ``finish``. A photo over
-        ``max_megapixels`` fails from its header alone."""
+        ``max_megapixels``, or whose cut-out could grow over it (crop margins, canvas), fails from its header alone."""
         check_pixels(job.source, self.max_megapixels)
+        height, width = image_size(job.source)
+        with naming(job.source):
+            self.limits.check(self.options, self.fmt, width, height)
         return self.predictor.read(job.source), None
+
+    @property
+    def limits(self) -> OutputLimits:
+        """The bounds of the pictures made of one photo (as the service's)."""
+        return OutputLimits(int(self.max_megapixels * 1e6), self.max_instances)
 
     def finish(self, job: Job, _: Any, prob: np.ndarray) -> PhotoRow:
         """Decode + upsample + compose + encode + write (OpenCV releases the GIL); the photo's summary row. The
         pictures carry the photo's colour profile, and its EXIF as ``keep_metadata`` and ``keep_location`` say."""
         photo = read_photo(job.source)
-        cut = cut_out(self.predictor, photo.pixels, prob, self.options, profile=photo.profile)
+        with naming(job.source):
+            cut = cut_out(self.predictor, photo.pixels, prob, self.options, limits=self.limits, profile=photo.profile)
         exif = kept_exif(photo.exif, self.options.keep_metadata, self.options.keep_location)
         if job.mask is not None:
             write_image_atomic(job.mask, cut.hard, "png")
