@@ -23,11 +23,17 @@ from test_cli import CATALYST_DL, overlay, prepared  # noqa: F401 - the module f
 SCRIPTS = ROOT / "bin"
 
 
+def _as_at_a_terminal() -> None:
+    """SIGINT as a command typed at a terminal gets it: a test run that is itself a script's background job starts
+    with SIGINT ignored, which its children keep (and carseg, as every command, leaves ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(command: list, temp: Path) -> subprocess.Popen:
     """``command`` in its own process group, with a fresh, empty system temp folder ``temp``."""
     temp.mkdir()
     return subprocess.Popen(command, cwd=ROOT, env={**os.environ, "TMPDIR": str(temp)}, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            preexec_fn=_as_at_a_terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def stop(process: subprocess.Popen, signum: int, ready: Callable[[], bool]) -> Tuple[str, str]:
