@@ -60,6 +60,26 @@ def run_cli(script: Path, src: Optional[Path], in_dir: Path, out_dir: Path, *ext
     return {"rate": float(match.group(3)), "pss": sampler.peak_pss, "bytes": sum(p.stat().st_size for p in pngs)}
 
 
+def side_by_side_parser(doc: str, count: int) -> argparse.ArgumentParser:
+    """The options of a benchmark that runs the CLI's variants side by side on the same photos."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=Path, help="folder of JPEG photos (default: generated 1918x1280 photos)")
+    parser.add_argument("--count", type=int, default=count, help=f"photos per run (default {count})")
+    parser.add_argument("--rounds", type=int, default=2, help="runs per variant; the best counts (default 2)")
+    parser.add_argument("--quiet-wait", type=float, default=120, help="seconds to wait for other processes to finish")
+    return parser
+
+
+def photo_set(images: Optional[Path], count: int, tmp: Path) -> List[Path]:
+    """``count`` photos in ``tmp/in``: links to the JPEGs of ``images``, or generated 1918x1280 photos."""
+    if images is None:
+        generate_dataset(tmp / "data", num_cars=max(1, count // 4), views=4, num_test_cars=0, size=(1918, 1280), seed=0)
+        sources = sorted((tmp / "data" / "train").glob("*.jpg"))
+    else:
+        sources = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    return link_photos(sources, tmp / "in", count)
+
+
 def stages(photos: List[Path], precision: str) -> Dict[str, float]:
     """Median CPU ms per photo of each stage on one thread, in-process (the forward pass in the CLI's batches)."""
     torch.set_num_threads(1)
@@ -85,22 +105,13 @@ def stages(photos: List[Path], precision: str) -> Dict[str, float]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=Path, help="folder of photos (default: generated 1918x1280 photos)")
-    parser.add_argument("--count", type=int, default=40, help="photos per run (default 40)")
+    parser = side_by_side_parser(__doc__, count=40)
     parser.add_argument("--baseline", default=BASELINE, help=f"the earlier commit to compare with (default {BASELINE})")
-    parser.add_argument("--rounds", type=int, default=2, help="runs per variant; the best counts (default 2)")
-    parser.add_argument("--quiet-wait", type=float, default=120, help="seconds to wait for other processes to finish")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="cpu-speed-") as tmp:
         tmp = Path(tmp)
-        if args.images is None:
-            generate_dataset(tmp / "data", num_cars=max(1, args.count // 4), views=4, num_test_cars=0, size=(1918, 1280), seed=0)
-            sources = sorted((tmp / "data" / "train").glob("*.jpg"))
-        else:
-            sources = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
-        photos = link_photos(sources, tmp / "in", args.count)
+        photos = photo_set(args.images, args.count, tmp)
         worktree = tmp / "baseline"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(worktree), args.baseline], check=True)
         try:

@@ -8,7 +8,6 @@ Goal (issue 21): --ray >= 0.8x the local photos/s, masks identical up to IoU 0.9
     python benchmarks/ray_benchmark.py --images DIR --count 200      # e.g. 1918x1280 Carvana photos
     python benchmarks/ray_benchmark.py                               # generated 1918x1280 photos
 """
-import argparse
 import sys
 import tempfile
 import time
@@ -16,30 +15,18 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_speed_benchmark import run_cli  # noqa: E402
-from inference_benchmark import agreement, link_photos, wait_for_quiet  # noqa: E402
-
-from carseg.data.synthetic import generate_dataset  # noqa: E402
+from cpu_speed_benchmark import photo_set, run_cli, side_by_side_parser  # noqa: E402
+from inference_benchmark import agreement, wait_for_quiet  # noqa: E402
 
 CLI = Path(__file__).resolve().parents[1] / "bin" / "car_segmentation.py"
 GOAL, IOU_GOAL = 0.8, 0.999
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=Path, help="folder of JPEG photos (default: generated 1918x1280 photos)")
-    parser.add_argument("--count", type=int, default=200, help="photos per run (default 200)")
-    parser.add_argument("--rounds", type=int, default=2, help="runs per variant; the best counts (default 2)")
-    parser.add_argument("--quiet-wait", type=float, default=120, help="seconds to wait for other processes to finish")
-    args = parser.parse_args(argv)
+    args = side_by_side_parser(__doc__, count=200).parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="ray-bench-") as tmp:
         tmp = Path(tmp)
-        if args.images is None:
-            generate_dataset(tmp / "data", num_cars=max(1, args.count // 8), views=8, num_test_cars=0, size=(1918, 1280), seed=0)
-            sources = sorted((tmp / "data" / "train").glob("*.jpg"))
-        else:
-            sources = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
-        photos = link_photos(sources, tmp / "in", args.count)
+        photos = photo_set(args.images, args.count, tmp)
         variants = {"local": (), "ray": ("--ray",)}
         best: Dict[str, Dict] = {}
         for round_ in range(args.rounds):
