@@ -113,3 +113,17 @@ def test_unknown_model_is_one_line(call, prepared, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "model._target_: unknown name 'smp.Unett'" in lines[0] and "smp.Unet" in lines[0]
     assert not (tmp_path / "logs").exists()
+
+
+def test_run_ends_with_its_loader_workers(call, prepared, tmp_path):
+    """A run with loader workers (persistent, as on a GPU) stops them when it ends, not at the interpreter's exit,
+    which a GPU run with pinned memory never reached (pytorch/pytorch#81794)."""
+    import psutil
+
+    before = {child.pid for child in psutil.Process().children()}
+    ran = call(catalyst_dl_main, "run", "-C", "configs/demo.yml", str(overlay(tmp_path, prepared, num_workers=2)),
+               "--set", "run.train.num_epochs=1", "--logdir", str(tmp_path / "logs"))
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    alive = [child for child in psutil.Process().children() if child.pid not in before and child.is_running()
+             and child.status() != psutil.STATUS_ZOMBIE]
+    assert alive == []

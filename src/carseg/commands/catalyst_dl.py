@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> None:
 
     from carseg.compat.hydra import build_with_vars
     from carseg.config import catalyst_params, save_config, train_calls
+    from carseg.data.loader import shut_down
     from carseg.registry import registry
     from carseg.training.curves import plot_curves
     from carseg.training.resume import apply_resume
@@ -74,6 +75,9 @@ def run(args: argparse.Namespace) -> None:
         run_from_params(params)
     except KeyboardInterrupt as stop:
         raise interrupted(stop, _resume_hint(logdirs)) from None
+    finally:  # the workers end with the run, not at the interpreter's exit (which a GPU run never reached)
+        for loader in (getattr(params["runner"], "loaders", None) or {}).values():  # as the engine prepared them
+            shut_down(loader)
     for logdir in logdirs:
         try:
             print(f"training curves -> {plot_curves(Path(logdir))}")

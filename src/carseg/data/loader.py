@@ -83,3 +83,13 @@ class Loader(DataLoader):
     def __iter__(self):
         with deferred():
             return super().__iter__()
+
+
+def shut_down(loader: DataLoader) -> None:
+    """Stop ``loader``'s persistent workers now (torch's private iterator shutdown). Left to the interpreter's exit,
+    persistent workers with pinned memory (``pin_memory`` on CUDA) can leave the process hanging after the run has
+    ended (pytorch/pytorch#81794: the pin-memory thread and the workers wait on each other at exit)."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None:
+        iterator._shutdown_workers()
+        loader._iterator = None
