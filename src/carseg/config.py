@@ -264,7 +264,8 @@ def validate(config: Dict[str, Any], source: str) -> None:
     for key in config.get("study") or {}:
         if key not in STUDY_KEYS:
             raise CarsegError(f"{source}: unknown key 'study.{key}'{_suggest(key, STUDY_KEYS)}; allowed: {', '.join(STUDY_KEYS)}")
-    runner = _resolve(registry(), config["runner"].get("_target_"), "runner", source)
+    names = registry()
+    runner = _resolve(names, config["runner"].get("_target_"), "runner", source)
 
     def walk(node: Any, where: str) -> None:
         if isinstance(node, list):
@@ -275,7 +276,7 @@ def validate(config: Dict[str, Any], source: str) -> None:
             return
         keys = [k for k in node if k not in META_KEYS]
         if "_target_" in node:
-            _check_keys(_resolve(registry(), node["_target_"], where, source), keys, where, source)
+            _check_keys(_resolve(names, node["_target_"], where, source), keys, where, source)
         elif "_call_" in node:
             method = getattr(runner, node["_call_"], None)
             if method is None:

@@ -4,13 +4,16 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
 
 from carseg.commands.model_options import add_model_options, load_predictor, predictor_kwargs
 from carseg.errors import CarsegError, printable
 from carseg.inference.options import add_arguments, check_format, cutout_options
 from carseg.interrupts import exit_cleanly
+
+if TYPE_CHECKING:
+    from carseg.inference.background_removal import PhotoWork
 
 PROG = "car_segmentation.py"
 
@@ -73,18 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextmanager
-def ray_session(args: argparse.Namespace) -> Iterator[Optional[Callable]]:
-    """With ``--ray``: Ray joined (or started) for the run and left after it, and the runner of the jobs there."""
+def ray_session(args: argparse.Namespace, work: "PhotoWork") -> Iterator[Optional[Callable]]:
+    """With ``--ray``: Ray joined (or started) for the run and left after it, and the runner of ``work`` there."""
     if args.ray is None:
         yield None
         return
     from carseg.inference.ray_data import BATCH, connect, run_on_ray
 
     with connect(args.ray):
-        work = {"predictor": predictor_kwargs(args), "options": cutout_options(vars(args)), "fmt": args.format,
-                "max_megapixels": args.max_megapixels, "max_instances": args.max_instances}
-        batch_size = args.batch_size or BATCH
-        yield lambda jobs: run_on_ray(jobs, work, batch_size, not args.quiet, args.ray_actors, args.ray_cpus, args.ray_gpus)
+        yield lambda jobs: run_on_ray(jobs, work, predictor_kwargs(args), args.batch_size or BATCH, not args.quiet,
+                                      args.ray_actors, args.ray_cpus, args.ray_gpus)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -114,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         predictor = load_predictor(args, announce=not args.quiet)
         work = PhotoWork(predictor, options, args.format, args.max_megapixels, args.max_instances)
         batch_size = args.batch_size or predictor.default_batch_size
-        with ray_session(args) as elsewhere:
+        with ray_session(args, work) as elsewhere:
             summary = remove_backgrounds(jobs, work, batch_size, args.workers, args.overwrite, progress=not args.quiet,
                                          log=log, summary_csv=args.output / SUMMARY_CSV, review_below=args.review_below,
                                          elsewhere=elsewhere)

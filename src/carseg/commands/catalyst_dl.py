@@ -57,8 +57,7 @@ def run(args: argparse.Namespace) -> None:
 
     from carseg.compat.hydra import build_with_vars
     from carseg.config import catalyst_params, save_config, train_calls
-    from carseg.data.loader import shut_down
-    from carseg.registry import registry
+    from carseg.data.loader import release_workers
     from carseg.training.curves import plot_curves
     from carseg.training.resume import apply_resume
 
@@ -69,15 +68,13 @@ def run(args: argparse.Namespace) -> None:
     for logdir in logdirs:
         save_config(config, Path(logdir), args.configs)
     with _building(source):
-        registry()
         params = build_with_vars(catalyst_params(config))  # this run's _var_ objects only, not an earlier run's
     try:
         run_from_params(params)
     except KeyboardInterrupt as stop:
         raise interrupted(stop, _resume_hint(logdirs)) from None
     finally:  # the workers end with the run, not at the interpreter's exit (which a GPU run never reached)
-        for loader in (getattr(params["runner"], "loaders", None) or {}).values():  # as the engine prepared them
-            shut_down(loader)
+        release_workers(params["runner"])
     for logdir in logdirs:
         try:
             print(f"training curves -> {plot_curves(Path(logdir))}")

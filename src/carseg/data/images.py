@@ -68,13 +68,14 @@ def image_size(path: Path) -> Tuple[int, int]:
     return height, width
 
 
-def check_pixels(path: Path, max_megapixels: float) -> None:
-    """Refuse a photo over ``max_megapixels`` from its header, before anything decodes it (a 36 KB PNG can hold
-    300 megapixels, 7.8 GB once decoded)."""
+def check_pixels(path: Path, max_megapixels: float) -> Tuple[int, int]:
+    """The photo's (height, width) from its header; a photo over ``max_megapixels`` is refused before anything
+    decodes it (a 36 KB PNG can hold 300 megapixels, 7.8 GB once decoded)."""
     height, width = image_size(path)
     if height * width > max_megapixels * 1e6:
         raise CarsegError(f"{path}: {width}x{height} is {height * width / 1e6:.1f} megapixels, over --max-megapixels "
                           f"{max_megapixels:g}; raise the limit if the photo is real, or remove it")
+    return height, width
 
 
 @dataclass(frozen=True)

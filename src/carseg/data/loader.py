@@ -85,11 +85,13 @@ class Loader(DataLoader):
             return super().__iter__()
 
 
-def shut_down(loader: DataLoader) -> None:
-    """Stop ``loader``'s persistent workers now (torch's private iterator shutdown). Left to the interpreter's exit,
-    persistent workers with pinned memory (``pin_memory`` on CUDA) can leave the process hanging after the run has
-    ended (pytorch/pytorch#81794: the pin-memory thread and the workers wait on each other at exit)."""
-    iterator = getattr(loader, "_iterator", None)
-    if iterator is not None:
-        iterator._shutdown_workers()
-        loader._iterator = None
+def release_workers(runner: Any) -> None:
+    """Stop the persistent workers of the loaders a Catalyst ``runner`` trained with (as its engine prepared them;
+    torch's private iterator shutdown) now, not at the interpreter's exit: there, persistent workers with pinned
+    memory (``pin_memory`` on CUDA) can leave the process hanging after the run has ended (pytorch/pytorch#81794: the
+    pin-memory thread and the workers wait on each other), and tuning trials would pile them up meanwhile."""
+    for loader in (getattr(runner, "loaders", None) or {}).values():
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None:
+            iterator._shutdown_workers()
+            loader._iterator = None

@@ -15,7 +15,7 @@ import numpy as np
 
 from carseg.atomic import atomic_path
 from carseg.data.exif import kept_exif
-from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, check_pixels, image_size, read_photo, write_image_atomic
+from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, check_pixels, read_photo, write_image_atomic
 from carseg.errors import CarsegError, failure
 from carseg.inference.options import CutoutOptions, OutputLimits, TooLarge
 from carseg.inference.predictor import Predictor, Prepared
@@ -208,15 +208,18 @@ class PhotoWork:
         """The work with a Predictor built from ``predictor`` (its keyword arguments): where no Predictor can be sent."""
         return cls(Predictor(**predictor), **settings)
 
+    def settings(self) -> Dict[str, Any]:
+        """Everything but the Predictor: what :meth:`load` takes beside the Predictor's arguments."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "predictor"}
+
     def read(self, job: Job) -> Tuple[Prepared, None]:
         """The network input. Only it travels from the loader workers (a reduced-scale JPEG decode, not 7 MB per
         photo); the full-size photo is decoded where the cut-out needs it, in ``finish``. A photo over
         ``max_megapixels``, or whose cut-out could grow over it (crop margins, canvas), fails from its header alone."""
-        check_pixels(job.source, self.max_megapixels)
-        height, width = image_size(job.source)
+        height, width = check_pixels(job.source, self.max_megapixels)
         with naming(job.source):
             self.limits.check(self.options, self.fmt, width, height)
-        return self.predictor.read(job.source), None
+        return self.predictor.read(job.source, (height, width)), None
 
     @property
     def limits(self) -> OutputLimits:

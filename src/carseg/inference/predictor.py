@@ -119,16 +119,17 @@ class Predictor:
         padded = self.pad(image=resized)["image"]
         return Prepared(self.post(image=padded)["image"], resized.shape[:2])
 
-    def read(self, path: Path) -> Prepared:
+    def read(self, path: Path, full_hw: Optional[Tuple[int, int]] = None) -> Prepared:
         """A photo file -> network input, without decoding it at full size (safe in a DataLoader worker).
 
         JPEGs are decoded at the smallest libjpeg scale that still covers the network size, as in
-        training: ~3x less work than a full decode and resize for a 1918x1280 photo.
+        training: ~3x less work than a full decode and resize for a 1918x1280 photo. ``full_hw``: the photo's size
+        from its header, when the caller has read it already.
         """
         if Path(path).suffix.lower() not in (".jpg", ".jpeg"):
             photo = read_photo(path)
         else:
-            full_hw = image_size(path)  # from the header
+            full_hw = full_hw or image_size(path)  # from the header
             scale = min(1.0, self.max_size / max(full_hw))
             photo = read_photo(path, target_hw=(round(full_hw[0] * scale), round(full_hw[1] * scale)), full_hw=full_hw)
         return self.prepare(photo.pixels, photo.profile)

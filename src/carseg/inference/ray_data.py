@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from carseg.errors import CarsegError, failure
-from carseg.inference.background_removal import Job, PhotoRow, PhotoWork
+from carseg.inference.background_removal import Job, PhotoRow, PhotoWork, Results
 from carseg.inference.streaming import Heap
 
 LOCAL = "local"  # --ray without ADDRESS
@@ -105,11 +105,11 @@ def actor_plan(actors: Optional[int], cpus: Optional[float], gpus: Optional[floa
     return actors, cpus, gpus
 
 
-def run_on_ray(jobs: List[Job], work: Dict[str, Any], batch_size: int, progress: bool,
-               actors: Optional[int] = None, cpus: Optional[float] = None, gpus: Optional[float] = None
-               ) -> Iterator[Tuple[Job, Optional[PhotoRow], Optional[str]]]:
-    """Yield ``(job, its row, None)`` or ``(job, None, one-line error)`` for every job, as Ray finishes them.
-    ``work``: :meth:`PhotoWork.load`'s arguments, sent to each actor (never the model itself)."""
+def run_on_ray(jobs: List[Job], work: PhotoWork, predictor: Dict[str, Any], batch_size: int, progress: bool,
+               actors: Optional[int] = None, cpus: Optional[float] = None, gpus: Optional[float] = None) -> Results:
+    """Yield ``(job, its row, None)`` or ``(job, None, one-line error)`` for every job, as Ray finishes them: ``work``
+    done in actors that each build their own Predictor from ``predictor`` (its keyword arguments; the model itself is
+    never sent)."""
     import ray
     import ray.data
 
@@ -126,7 +126,7 @@ def run_on_ray(jobs: List[Job], work: Dict[str, Any], batch_size: int, progress:
     with warnings.catch_warnings():  # Ray 2.60 has no named parameter for restarts and retries yet
         warnings.simplefilter("ignore", DeprecationWarning)
         dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items) // batch_size)).map_batches(
-            actor_class(work, max(1, int(cpus))), batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
+            actor_class({"predictor": predictor, **work.settings()}, max(1, int(cpus))), batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus, num_gpus=gpus, max_restarts=RETRIES, max_task_retries=RETRIES)
     by_source = {str(job.source): job for job in jobs}
     for row in dataset.iter_rows():

@@ -15,7 +15,7 @@ from catalyst.contrib.scripts.run import run_from_params
 from carseg.atomic import atomic_path, write_bytes_atomic
 from carseg.compat.hydra import build_with_vars
 from carseg.config import apply_overrides, catalyst_params, save_config, train_calls
-from carseg.registry import registry
+from carseg.data.loader import release_workers
 from carseg.errors import CarsegError
 
 
@@ -43,8 +43,11 @@ def tune(config: Dict[str, Any], logdir: Path, n_trials: int, timeout: Optional[
     def objective(trial: "optuna.Trial") -> float:
         trial_dir = logdir / f"trial_{trial.number:03d}"
         trial_config = apply_overrides(copy.deepcopy(config), logdir=str(trial_dir))
-        registry()
-        run_from_params(build_with_vars(catalyst_params(trial_config), trial=trial))
+        params = build_with_vars(catalyst_params(trial_config), trial=trial)
+        try:
+            run_from_params(params)
+        finally:  # the trial's loader workers end with it
+            release_workers(params["runner"])
         return _best_metric(trial_dir)
 
     study = optuna.create_study(
