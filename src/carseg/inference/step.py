@@ -43,7 +43,7 @@ def cut_out(predictor: "Predictor", photo: np.ndarray, prob: np.ndarray, options
     full = predictor.upsample(prob, photo)
     checkpoint()
     hard = car_mask(full, options, threshold)
-    if pictures and limits is not None:
+    if pictures and limits is not None and options.instances:  # one picture per car: count them first
         limits.check_cars(region_sizes(hard, options.instances_min_area), options, photo.shape[1], photo.shape[0])
     checkpoint()
     score = confidence(full, hard)
