@@ -11,6 +11,7 @@ from carseg.data.sources import SOURCES_CSV
 from carseg.errors import CarsegError
 
 FOLDS_CSV = "dataset_folds.csv"
+CSVS = ("dataset_train.csv", "dataset_valid.csv")
 
 
 def _names(paths: List[Path], limit: int = 3) -> str:

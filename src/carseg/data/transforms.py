@@ -36,11 +36,17 @@ def pre_transforms(image_size: ImageSize, soft_masks: bool = False) -> A.Compose
     """
     height, width = as_hw(image_size)
     return A.Compose([
-        A.LongestMaxSize(max_size_hw=(height, width), interpolation=cv2.INTER_AREA,
-                         mask_interpolation=cv2.INTER_AREA if soft_masks else cv2.INTER_NEAREST),
+        fit_inside(image_size, soft_masks),
         A.PadIfNeeded(min_height=height, min_width=width, position="top_left",
                       border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
     ])
+
+
+def fit_inside(image_size: ImageSize, soft_masks: bool = False) -> A.LongestMaxSize:
+    """The resize of :func:`pre_transforms`, alone: what ``bin/prepare_dataset.py --cache`` stores, so a cached
+    photo goes through it unchanged (it already fits) and the pipeline's input is the same array."""
+    return A.LongestMaxSize(max_size_hw=as_hw(image_size), interpolation=cv2.INTER_AREA,
+                            mask_interpolation=cv2.INTER_AREA if soft_masks else cv2.INTER_NEAREST)
 
 
 def post_transforms(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> A.Compose:

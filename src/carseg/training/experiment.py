@@ -9,7 +9,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from carseg.data.dataset import SegmentationDataset, read_pairs_csv
+from carseg.data.cache import cache_command, cached_csv, check_cached
+from carseg.data.dataset import CACHED_SUFFIX, SegmentationDataset, read_pairs_csv
 from carseg.data.loader import Loader
 from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageSize, as_hw, compose, post_transforms, pre_transforms
 from carseg.errors import CarsegError
@@ -30,6 +31,10 @@ class Experiment:
     ``folds_csv`` (``bin/prepare_dataset.py --folds K``: columns image,mask,fold) + ``valid_fold``: the rows
     of that fold validate, all others train. ``folds_csv`` takes precedence over the train/valid pair, so
     ``--set experiment.folds_csv=... experiment.valid_fold=K`` works on any config.
+
+    ``cached``: read the CSVs' copies in the cache ``bin/prepare_dataset.py --cache H W [--soft-masks]`` wrote beside
+    them (``DIR/cache/hH-wW[-soft]/``, :mod:`carseg.data.cache`), chosen by ``image_size`` and ``soft_masks``: photos
+    and masks already decoded and resized as the transforms would, so an epoch does not decode full-size files.
     """
 
     def __init__(
@@ -47,6 +52,7 @@ class Experiment:
         valid_fold: Optional[int] = None,
         soft_masks: bool = False,
         fit_all: bool = False,
+        cached: bool = False,
     ):
         if folds_csv is not None:
             if valid_fold is None:
@@ -70,6 +76,7 @@ class Experiment:
         self.mean, self.std = tuple(mean), tuple(std)
         self.soft_masks = soft_masks
         self.fit_all = fit_all
+        self.cached = cached
 
     def get_transforms(self, mode: str) -> A.Compose:
         """Pre + (train only) augmentations + post."""
@@ -79,8 +86,8 @@ class Experiment:
     def get_frames(self) -> Dict[str, pd.DataFrame]:
         """``train`` and ``valid`` rows (image, mask paths): from the two CSVs, or split from ``folds_csv``."""
         if self.folds_csv is None:
-            return {mode: read_pairs_csv(path) for mode, path in self.csv.items()}
-        frame = read_pairs_csv(self.folds_csv)
+            return {mode: read_pairs_csv(self.source(path)) for mode, path in self.csv.items()}
+        frame = read_pairs_csv(self.source(self.folds_csv))
         if "fold" not in frame.columns or not pd.api.types.is_integer_dtype(frame["fold"]):
             raise CarsegError(f"{self.folds_csv}: needs an integer fold column; re-run bin/prepare_dataset.py --folds K")
         folds = sorted(frame["fold"].unique().tolist())
@@ -93,6 +100,16 @@ class Experiment:
         valid = frame["fold"] == self.valid_fold
         return {"train": frame[~valid].reset_index(drop=True), "valid": frame[valid].reset_index(drop=True)}
 
+    def source(self, csv: Path) -> Path:
+        """``csv``, or with ``cached`` its copy in the cache for this size and kind of mask (which must exist)."""
+        if not self.cached:
+            return csv
+        copy = cached_csv(csv, self.image_size, self.soft_masks)
+        if not copy.is_file():
+            raise CarsegError(f"{copy}: no cache for experiment.cached at {self.image_size[0]}x{self.image_size[1]}; run "
+                              f"{cache_command(csv.parent, self.image_size, self.soft_masks)} first")
+        return copy
+
     def get_split(self) -> Dict[str, pd.DataFrame]:
         """``get_frames``, with the valid rows also in train when ``fit_all``."""
         frames = self.get_frames()
@@ -101,11 +118,13 @@ class Experiment:
         return frames
 
     def get_datasets(self) -> "OrderedDict[str, SegmentationDataset]":
-        """``train`` and ``valid`` datasets from the CSVs."""
-        return OrderedDict(
-            (mode, SegmentationDataset(frame, self.get_transforms(mode), self.image_size, self.soft_masks))
-            for mode, frame in self.get_split().items()
-        )
+        """``train`` and ``valid`` datasets from the CSVs (a cache's rows checked against this size and mask kind)."""
+        datasets = OrderedDict()
+        for mode, frame in self.get_split().items():
+            cached = frame[frame["image"].astype(str).str.endswith(CACHED_SUFFIX)]
+            check_cached(cached["image"], cached["mask"], self.image_size, self.soft_masks)
+            datasets[mode] = SegmentationDataset(frame, self.get_transforms(mode), self.image_size, self.soft_masks)
+        return datasets
 
     def get_loaders(self) -> "OrderedDict[str, DataLoader]":
         """Shuffled, drop-last train loader and an ordered valid loader."""
