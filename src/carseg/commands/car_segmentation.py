@@ -1,6 +1,5 @@
 """``bin/car_segmentation.py IN OUT [MODEL]``: options in, one line per failed photo and a summary out."""
 import argparse
-import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -8,6 +7,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
 
 from carseg.commands.model_options import add_model_options, load_predictor, predictor_kwargs
+from carseg.cores import available_cores
 from carseg.errors import CarsegError, printable
 from carseg.inference.options import add_arguments, check_format, cutout_options
 from carseg.interrupts import exit_cleanly
@@ -58,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-mask", action="store_true", help="also write OUT/NAME_mask.png")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="photos per forward pass (default: 8 on GPU; on CPU 8 at 128x192 down to 1 at 512x768)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
-                        help="decoding processes (0: decode in this process; default %(default)s)")
+    parser.add_argument("--workers", type=int, default=available_cores(), metavar="N",
+                        help="processes that finish the photos: full-size decode, mask, edges, cut-out, encode, write; "
+                             "a quarter as many more decode the network's input (default: one per core, %(default)s "
+                             "here; 0: all in this process)")
     parser.add_argument("--overwrite", action="store_true", help="redo photos whose output already exists")
     parser.add_argument("--recursive", action="store_true", help="include subfolders (mirrored in OUT)")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="process only shard I of N (0-based), for job arrays")
@@ -116,7 +118,8 @@ def _run(args: argparse.Namespace) -> int:
         work = PhotoWork(predictor, options, args.format, args.max_megapixels, args.max_instances)
         batch_size = args.batch_size or predictor.default_batch_size
         with ray_session(args, work) as elsewhere:
-            summary = remove_backgrounds(jobs, work, batch_size, args.workers, args.overwrite, progress=not args.quiet,
+            decoders = -(-args.workers // 4)  # a reduced-scale decode costs a tenth of a photo's finish
+            summary = remove_backgrounds(jobs, work, batch_size, decoders, args.workers, args.overwrite, progress=not args.quiet,
                                          log=log, summary_csv=args.output / SUMMARY_CSV, review_below=args.review_below,
                                          elsewhere=elsewhere)
     except CarsegError as exc:

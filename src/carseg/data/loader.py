@@ -1,14 +1,17 @@
-"""A DataLoader whose worker processes stay out of the job's signals and leave no temporary folder.
+"""A DataLoader, and a process pool, whose worker processes stay out of the job's signals and leave no temporary
+folder.
 
 Ctrl-C at a terminal and a scheduler's SIGTERM go to the whole process group. Only the main process should act on
 them (:mod:`carseg.interrupts`) and shut its workers down: a worker that got them died (torch's SIGTERM handler),
 which the main process reported as a dead worker with a traceback, or printed a traceback of its own."""
+import ctypes
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.util
 import os
 import signal
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from types import TracebackType
@@ -66,6 +69,32 @@ def _isolated(worker_id: int, init: Optional[Callable[[int], None]]) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     if init is not None:
         init(worker_id)
+
+
+PR_SET_PDEATHSIG = 1  # Linux prctl: the signal a process gets when the one that started it dies
+
+
+def _pool_worker(init: Callable[..., None], *args: Any) -> None:
+    """A pool worker's first step: isolated as a loader worker is, killed if the main process dies (it would wait for
+    work forever: killed with SIGKILL, the main process can stop nothing), then ``init(*args)``."""
+    _isolated(0, None)
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (AttributeError, OSError):  # not Linux: the worker outlives a killed main process
+        pass
+    init(*args)
+
+
+def process_pool(processes: int, init: Callable[..., None], *args: Any) -> ProcessPoolExecutor:
+    """``processes`` worker processes, each set up by ``init(*args)`` (forked where that is the default: ``args`` are
+    inherited, not pickled), started now, while this process has no other threads to fork with. Ctrl-C and SIGTERM
+    reach only this process, which shuts the pool down (``shutdown``): the tasks being run finish, no other starts."""
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    context = _WorkerContext() if method == "fork" else multiprocessing.get_context(method)
+    pool = ProcessPoolExecutor(processes, context, initializer=_pool_worker, initargs=(init, *args))
+    with deferred():
+        pool.submit(int).result()  # forks every worker (ProcessPoolExecutor forks them all at the first task)
+    return pool
 
 
 class Loader(DataLoader):

@@ -19,6 +19,7 @@ from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, check_pixels, read
 from carseg.errors import CarsegError, failure
 from carseg.inference.options import CutoutOptions, OutputLimits, TooLarge
 from carseg.inference.predictor import Predictor, Prepared
+from carseg.inference.refinement import Refinement
 from carseg.inference.step import cut_out
 from carseg.inference.streaming import stream
 from carseg.interrupts import interrupted
@@ -226,21 +227,13 @@ class PhotoWork:
         """The bounds of the pictures made of one photo (as the service's)."""
         return OutputLimits(int(self.max_megapixels * 1e6), self.max_instances)
 
-    def finish(self, job: Job, _: Any, prob: np.ndarray) -> PhotoRow:
-        """Decode + upsample + compose + encode + write (OpenCV releases the GIL); the photo's summary row. The
-        pictures carry the photo's colour profile, and its EXIF as ``keep_metadata`` and ``keep_location`` say."""
-        photo = read_photo(job.source)
-        with naming(job.source):
-            cut = cut_out(self.predictor, photo.pixels, prob, self.options, limits=self.limits, profile=photo.profile)
-        exif = kept_exif(photo.exif, self.options.keep_metadata, self.options.keep_location)
-        if job.mask is not None:
-            write_image_atomic(job.mask, cut.hard, "png")
-        instances = self.options.instances
-        outputs = [instance_path(job.output, i + 1) for i in range(len(cut.pictures))] if instances else [job.output]
-        for output, picture in zip(outputs, cut.pictures):
-            write_image_atomic(output, picture, self.fmt, True, photo.profile, exif)  # in place: a fresh array
-        return PhotoRow(str(job.source), str(job.output), "done", f"{cut.confidence:.4f}", f"{cut.car_fraction:.4f}",
-                        str(len(cut.pictures)))
+    def finishing(self) -> "Finishing":
+        """What ``finish`` does, without the model: what a worker process holds."""
+        return Finishing(self.predictor.refinement, self.options, self.fmt, self.limits)
+
+    def finish(self, job: Job, extras: Any, prob: np.ndarray) -> PhotoRow:
+        """The photo's cut-out(s) and mask written (``Finishing``), and its summary row."""
+        return self.finishing()(job, extras, prob)
 
     def run(self, jobs: List[Job]) -> List[PhotoRow]:
         """``jobs`` read, run through the model in one batch and finished: a row each, a failure as a row with its
@@ -262,11 +255,38 @@ class PhotoWork:
         return [rows[id(job)] for job in jobs]
 
 
+@dataclass(frozen=True)
+class Finishing:
+    """A folder run's work after the forward pass: no model, so worker processes hold it (``stream``'s finishers)."""
+
+    refinement: Refinement
+    options: CutoutOptions
+    fmt: str
+    limits: OutputLimits
+
+    def __call__(self, job: Job, _: Any, prob: np.ndarray) -> PhotoRow:
+        """Decode + upsample + compose + encode + write; the photo's summary row. The pictures carry the photo's
+        colour profile, and its EXIF as ``keep_metadata`` and ``keep_location`` say."""
+        photo = read_photo(job.source)
+        with naming(job.source):
+            cut = cut_out(self.refinement, photo.pixels, prob, self.options, limits=self.limits, profile=photo.profile)
+        exif = kept_exif(photo.exif, self.options.keep_metadata, self.options.keep_location)
+        if job.mask is not None:
+            write_image_atomic(job.mask, cut.hard, "png")
+        instances = self.options.instances
+        outputs = [instance_path(job.output, i + 1) for i in range(len(cut.pictures))] if instances else [job.output]
+        for output, picture in zip(outputs, cut.pictures):
+            write_image_atomic(output, picture, self.fmt, True, photo.profile, exif)  # in place: a fresh array
+        return PhotoRow(str(job.source), str(job.output), "done", f"{cut.confidence:.4f}", f"{cut.car_fraction:.4f}",
+                        str(len(cut.pictures)))
+
+
 # (job, its row, None) or (job, None, one-line error) for each job, as they are finished
 Results = Iterator[Tuple[Job, Optional[PhotoRow], Optional[str]]]
 
 
-def remove_backgrounds(jobs: List[Job], work: PhotoWork, batch_size: int = 8, workers: int = 2, overwrite: bool = False,
+def remove_backgrounds(jobs: List[Job], work: PhotoWork, batch_size: int = 8, workers: int = 2, finishers: int = 0,
+                       overwrite: bool = False,
                        progress: bool = True, log=print, summary_csv: Optional[Path] = None, review_below: float = 0.5,
                        elsewhere: Optional[Callable[[List[Job]], Results]] = None) -> Summary:
     """Run every job not done yet (all with ``overwrite``); each failure is logged as one ``failed:`` line.
@@ -275,7 +295,8 @@ def remove_backgrounds(jobs: List[Job], work: PhotoWork, batch_size: int = 8, wo
     first photo (pending), at the end (a skipped photo keeps the earlier run's row; earlier rows of photos not among
     ``jobs`` stay) and when Ctrl-C or SIGTERM stops the run (then :class:`~carseg.interrupts.Interrupted` says how
     many were done); the summary counts the photos whose confidence is under ``review_below``. The jobs run in this
-    process's stream, or ``elsewhere`` (``carseg.inference.ray_data.run_on_ray``: the same work in Ray's actors)."""
+    process's stream (``workers`` processes decode, ``finishers`` processes finish; 0: threads of this process), or
+    ``elsewhere`` (``carseg.inference.ray_data.run_on_ray``: the same work in Ray's actors)."""
     options = work.options
     summary = Summary(cars=0 if options.instances else None, review_below=review_below, summary_csv=summary_csv)
     earlier = _earlier_rows(summary_csv) if summary_csv is not None else {}
@@ -293,10 +314,8 @@ def remove_backgrounds(jobs: List[Job], work: PhotoWork, batch_size: int = 8, wo
     summary.skipped = len(jobs) - len(todo)
     started = time.perf_counter()
 
-    def finish(job: Job, extras: Any, prob: np.ndarray) -> PhotoRow:
-        # the row is kept here, not where it is yielded: a stopped run still counts the photo
-        row = rows[str(job.source)] = work.finish(job, extras, prob)
-        return row
+    def finished(job: Job, row: PhotoRow) -> None:  # kept as finished, not as yielded: a stopped run counts it too
+        rows[str(job.source)] = row
 
     pending = {id(job) for job in todo}
     rows = {str(job.source): PhotoRow(str(job.source), str(job.output), "pending") if id(job) in pending
@@ -312,7 +331,8 @@ def remove_backgrounds(jobs: List[Job], work: PhotoWork, batch_size: int = 8, wo
 
     record()  # before any photo too, so a run stopped in any way leaves its outputs named (OUT = IN reruns: own_outputs)
     results = elsewhere(todo) if elsewhere is not None else stream(
-        todo, work.predictor, work.read, finish, batch_size, workers, progress, source=lambda j: j.source)
+        todo, work.predictor, work.read, work.finishing(), batch_size, workers, progress, source=lambda j: j.source,
+        finishers=finishers, done=finished)
     try:
         for job, row, error in results:
             if error:

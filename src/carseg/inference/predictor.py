@@ -21,14 +21,13 @@ from carseg.data.transforms import post_transforms, resize_longest
 from carseg.errors import CarsegError
 from carseg.inference.backends import Backend, backend_for, load_model
 from carseg.inference.cutout import binarize
-from carseg.inference.guided_filter import guided_filter
 from carseg.inference.options import CutoutOptions
 from carseg.inference.precision import choose_precision
+from carseg.inference.refinement import Refinement
 from carseg.inference.step import cut_out
 
 CPU_BATCH_PIXELS = 8 * 128 * 192  # network input pixels per forward pass on CPU (see Predictor.default_batch_size)
 TTA_TRANSFORMS = {"none": None, "hflip": ttach.aliases.hflip_transform, "d4": ttach.aliases.d4_transform}
-REFINE = ("guided", "none")  # full-resolution edges: follow the photo's edges (guided filter), or bilinear only
 
 
 def resolve_device(device: str) -> str:
@@ -76,15 +75,14 @@ class Predictor:
                  refine: str = "guided", precision: str = "auto"):
         if tta not in TTA_TRANSFORMS:
             raise CarsegError(f"--tta {tta}: choose one of {', '.join(TTA_TRANSFORMS)}")
-        if refine not in REFINE:
-            raise CarsegError(f"--refine {refine}: choose one of {', '.join(REFINE)}")
-        self.refine = refine
+        Refinement(refine)  # a bad refine fails before the model is loaded
         self.device = resolve_device(device)
         self.backend = backend_for(model, backend)
         self.precision, self.precision_reason = choose_precision(precision, self.device, self.backend)
         self.runtime = load_model(model, self.backend, self.device)
         self.metadata = self.runtime.metadata
         self.threshold = self.metadata.threshold if threshold is None else threshold
+        self.refinement = Refinement(refine, self.threshold)
         self.max_size = max_size or max(self.metadata.image_size)
         divisor = self.metadata.size_divisor
         # Same steps as validation (resize longest side, normalize); padding goes bottom/right
@@ -150,12 +148,8 @@ class Predictor:
         return [prob[: p.resized_hw[0], : p.resized_hw[1]].copy() for prob, p in zip(probs, prepared)]
 
     def upsample(self, prob: np.ndarray, photo: np.ndarray) -> np.ndarray:
-        """A network-resolution probability map (from ``forward``) at the resolution of ``photo`` (RGB or grey),
-        its edges refined on the photo's own when ``refine`` is ``guided``."""
-        # Upsample probabilities, not the thresholded mask: smooth full-resolution edges.
-        if self.refine == "guided":
-            return guided_filter(photo, prob)
-        return cv2.resize(prob, (photo.shape[1], photo.shape[0]), interpolation=cv2.INTER_LINEAR)
+        """A probability map from ``forward`` at the resolution of ``photo`` (``Refinement.upsample``)."""
+        return self.refinement.upsample(prob, photo)
 
     def probabilities(self, prepared: Sequence[Prepared], photos: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Probability maps (float32, each at its photo's own resolution) for one batch; ``photos`` (RGB or grey)

@@ -1,7 +1,7 @@
 """The per-photo step after the forward pass, the same in every command (folder, service, evaluation, Predictor):
 network-resolution probabilities -> the photo's full-size mask -> its cut-out picture(s), with the confidence."""
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional, Union
 
 import numpy as np
 
@@ -10,6 +10,7 @@ from carseg.inference.confidence import confidence
 from carseg.inference.cutout import car_mask, compose
 from carseg.inference.framing import region_sizes
 from carseg.inference.options import CutoutOptions, OutputLimits
+from carseg.inference.refinement import Refinement
 
 if TYPE_CHECKING:
     from carseg.inference.predictor import Predictor
@@ -30,15 +31,16 @@ class Cut:
         return np.count_nonzero(self.hard) / self.hard.size
 
 
-def cut_out(predictor: "Predictor", photo: np.ndarray, prob: np.ndarray, options: CutoutOptions = CutoutOptions(),
-            threshold: Optional[float] = None, pictures: bool = True, limits: Optional[OutputLimits] = None,
+def cut_out(predictor: Union["Predictor", Refinement], photo: np.ndarray, prob: np.ndarray,
+            options: CutoutOptions = CutoutOptions(), threshold: Optional[float] = None, pictures: bool = True, limits: Optional[OutputLimits] = None,
             checkpoint: Callable[[], None] = lambda: None, profile: Optional[bytes] = None) -> Cut:
     """``prob`` (from ``Predictor.forward``) at the size of ``photo`` (RGB, or grey without ``pictures``), the mask at
     ``threshold`` (default: the model's), its confidence and, with ``pictures``, the composed cut-out(s).
     ``limits``: the cars found are checked against them before any picture is made (``OutputLimits.check_cars``);
     ``checkpoint`` runs between the steps and may raise to stop the work (a request that was answered meanwhile).
     ``profile``: the ICC profile ``photo`` is in (None: sRGB); the pictures keep its pixels, and the background
-    (meant in sRGB) is converted into its space (``carseg.data.colour``)."""
+    (meant in sRGB) is converted into its space (``carseg.data.colour``). ``predictor``: a Predictor, or only its
+    ``Refinement`` (what a worker process holds)."""
     threshold = predictor.threshold if threshold is None else threshold
     full = predictor.upsample(prob, photo)
     checkpoint()

@@ -1,24 +1,27 @@
 """The one streaming loop behind background removal and evaluation: files decoded in loader workers, batched
-forward passes in this process, full-resolution work (upsampling, composing, encoding, scoring) in threads.
+forward passes in this process, full-resolution work (upsampling, composing, encoding, scoring) in worker processes
+or threads.
 Memory is bounded by the batch and queue sizes, never by the number of files; a bad file is one error, not a crash."""
 import ctypes
-import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from typing import Any, Callable, Deque, Dict, Iterator, Optional, Sequence, Tuple, TypeVar
 
 import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from carseg.data.loader import Loader
+from carseg.cores import available_cores
+from carseg.data.loader import Loader, process_pool
 from carseg.errors import failure
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.progress import progress_bar
 
 Job = TypeVar("Job")
 # read(job) -> (network input, extras for finish), in a loader worker; finish(job, extras, probability map) -> result,
-# in a writer thread. Either may raise: the job then yields an error line.
+# in a finishing process or thread. Either may raise: the job then yields an error line.
 Read = Callable[[Any], Tuple[Prepared, Any]]
 Finish = Callable[[Any, Any, np.ndarray], Any]
 
@@ -75,12 +78,70 @@ class Heap:
             self.photos = 0
 
 
+_held: Optional[Tuple[Finish, Heap]] = None  # a worker process's finish (see _hold)
+
+
+def _hold(finish: Finish) -> None:
+    """A finishing process's set-up: ``finish`` kept for its tasks, OpenCV on one thread (the process is one core's
+    worth of work), the heap tuned for full-resolution arrays."""
+    global _held
+    cv2.setNumThreads(1)
+    _held = finish, Heap()
+
+
+def _finish_held(job: Any, extras: Any, prob: np.ndarray) -> Any:
+    finish, heap = _held
+    try:
+        return finish(job, extras, prob)
+    finally:
+        heap.released(1)
+
+
+DIED = ("a worker process died while finishing this photo (out of memory, or killed); the run goes on, rerun to "
+        "retry it")
+
+
+class _Finishers:
+    """``finish`` in ``processes`` worker processes (``carseg.data.loader.process_pool``), or with 0 in threads of
+    this process, one per core. A pool whose process died is replaced; the photos it held fail with ``DIED``."""
+
+    def __init__(self, finish: Finish, processes: int):
+        self.finish, self.processes = finish, processes
+        if processes:
+            self.pool = process_pool(processes, _hold, finish)
+        else:
+            # one thread per core; OpenCV's own thread pool would only add contention (~10% slower on 2 cores)
+            self.pool = ThreadPoolExecutor(max_workers=available_cores())
+            self.heap, self.cv2_threads = Heap(), cv2.getNumThreads()
+            cv2.setNumThreads(1)
+
+    def submit(self, job: Any, extras: Any, prob: np.ndarray) -> Future:
+        if not self.processes:
+            self.heap.released(1)
+            return self.pool.submit(self.finish, job, extras, prob)
+        try:
+            return self.pool.submit(_finish_held, job, extras, prob)
+        except BrokenProcessPool:
+            self.pool.shutdown(wait=False)
+            self.pool = process_pool(self.processes, _hold, self.finish)
+            return self.pool.submit(_finish_held, job, extras, prob)
+
+    def close(self, cancel: bool) -> None:
+        """Wait for the photos being finished; with ``cancel``, start no other."""
+        self.pool.shutdown(cancel_futures=cancel)
+        if not self.processes:
+            cv2.setNumThreads(self.cv2_threads)
+
+
 def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish, batch_size: int = 8,
-           workers: int = 2, progress: bool = True, source: Callable[[Job], Any] = lambda job: job
+           workers: int = 2, progress: bool = True, source: Callable[[Job], Any] = lambda job: job,
+           finishers: int = 0, done: Callable[[Job, Any], None] = lambda job, result: None,
            ) -> Iterator[Tuple[Job, Any, Optional[str]]]:
-    """Yield ``(job, finish's result, None)`` or ``(job, None, one-line error)`` for every job, as each is finished."""
-    loader = Loader(_Reads(jobs, read, source), batch_size=batch_size, num_workers=workers,
-                    collate_fn=list, pin_memory=False)
+    """Yield ``(job, finish's result, None)`` or ``(job, None, one-line error)`` for every job, as each is finished.
+    ``workers``: loader processes that ``read``. ``finishers``: processes that ``finish`` (0: threads of this
+    process), where the full-resolution work no longer contends for this process's interpreter with the forward
+    passes. ``done(job, result)``: called as each job is finished, also when the caller stops the stream early (the
+    photos being finished then finish)."""
     pending: Deque[Tuple[Job, Future]] = deque()
 
     def settle(limit: int) -> Iterator[Tuple[Job, Any, Optional[str]]]:
@@ -88,35 +149,37 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
             job, future = pending.popleft()
             try:
                 yield job, future.result(), None
+            except BrokenProcessPool:
+                yield job, None, f"{source(job)}: {DIED}"
             except Exception as exc:  # one bad file never stops the folder
                 yield job, None, failure(source(job), exc)
 
-    # Full-resolution work is most of the CPU time per photo: one thread per core. Each thread is one
-    # core's worth of work, so OpenCV's own thread pool (also inherited by the loader workers) would
-    # only add contention: ~10% faster on 2 cores without it.
-    threads = os.cpu_count() or 1
-    heap = Heap()
-    cv2_threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
+    def finished(job: Job, future: Future) -> None:
+        if not future.cancelled() and future.exception() is None:
+            done(job, future.result())
+
+    pool = _Finishers(finish, finishers)  # before the loader: its processes fork from this one alone
+    loader = Loader(_Reads(jobs, read, source), batch_size=batch_size, num_workers=workers,
+                    collate_fn=list, pin_memory=False)
+    bound = 2 * max(batch_size, finishers or available_cores())  # photos in flight: memory does not grow with jobs
     try:
-        with ThreadPoolExecutor(max_workers=threads) as pool, progress_bar(progress, total=len(jobs), unit="img") as bar:
-            try:
-                for batch in loader:
-                    good = [item for item in batch if "error" not in item]
-                    for item in batch:
-                        if "error" in item:
-                            yield jobs[item["index"]], None, item["error"]
-                    if good:
-                        probs = predictor.forward([item["prepared"] for item in good])
-                        heap.released(len(good))
-                        for item, prob in zip(good, probs):
-                            job = jobs[item["index"]]
-                            pending.append((job, pool.submit(finish, job, item["extras"], prob)))
-                    yield from settle(limit=2 * max(batch_size, threads))  # bounded: memory does not grow with the folder
-                    bar.update(len(batch))
-                yield from settle(limit=0)
-            except BaseException:  # interrupted, or the caller stopped early: the photos being written finish, no more
-                pool.shutdown(cancel_futures=True)
-                raise
-    finally:
-        cv2.setNumThreads(cv2_threads)
+        with progress_bar(progress, total=len(jobs), unit="img") as bar:
+            for batch in loader:
+                good = [item for item in batch if "error" not in item]
+                for item in batch:
+                    if "error" in item:
+                        yield jobs[item["index"]], None, item["error"]
+                if good:
+                    probs = predictor.forward([item["prepared"] for item in good])
+                    for item, prob in zip(good, probs):
+                        job = jobs[item["index"]]
+                        future = pool.submit(job, item["extras"], prob)
+                        future.add_done_callback(partial(finished, job))
+                        pending.append((job, future))
+                yield from settle(bound)
+                bar.update(len(batch))
+            yield from settle(limit=0)
+    except BaseException:  # interrupted, or the caller stopped early: the photos being written finish, no more
+        pool.close(cancel=True)
+        raise
+    pool.close(cancel=False)
