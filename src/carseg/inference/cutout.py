@@ -5,13 +5,15 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
-from carseg.inference.framing import Margin, car_box, cover, crop, fit, split_instances
+from carseg.inference.framing import (CENTRE, Margin, car_box, cover, crop, fit, keep_inside, place, roi_box, shrink,
+                                      split_instances)
 from carseg.inference.matting import decontaminate, soft_alpha
 from carseg.inference.options import Background, CutoutOptions
 from carseg.inference.shadow import contact_shadow
 from carseg.inference.subject import main_subject
 
 CANVAS_MARGIN: Margin = (5.0, True)  # --canvas without --crop: 5% around the car, so it never touches the border
+TIGHT: Margin = (0.0, False)  # --scale, and --position without --canvas: the car's own box
 
 
 def binarize(prob: np.ndarray, threshold: float) -> np.ndarray:
@@ -22,9 +24,11 @@ def binarize(prob: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def car_mask(prob: np.ndarray, options: CutoutOptions, threshold: float) -> np.ndarray:
-    """The cut-out's 0/255 mask: the thresholded probabilities, only the main car's region with ``subject="main"``
-    (every car with ``instances``, which gives each its own picture)."""
+    """The cut-out's 0/255 mask: the thresholded probabilities within ``roi``, only the main car's region with
+    ``subject="main"`` (every car with ``instances``, which gives each its own picture)."""
     hard = binarize(prob, threshold)
+    if options.roi is not None:
+        keep_inside(hard, roi_box(options.roi, prob.shape[1], prob.shape[0]))
     return main_subject(hard) if options.subject == "main" and not options.instances else hard
 
 
@@ -36,6 +40,8 @@ def compose(photo: np.ndarray, prob: np.ndarray, options: CutoutOptions, thresho
     hard = car_mask(prob, options, threshold) if hard is None else hard
     if options.alpha == "soft":
         alpha = soft_alpha(prob, hard, threshold)
+        if options.roi is not None:  # the edge band may reach past the region's border
+            keep_inside(alpha, roi_box(options.roi, prob.shape[1], prob.shape[0]))
         foreground = decontaminate(photo, alpha)
     else:
         alpha, foreground = hard.astype(np.float32) * np.float32(1 / 255), photo
@@ -44,11 +50,23 @@ def compose(photo: np.ndarray, prob: np.ndarray, options: CutoutOptions, thresho
 
 
 def _picture(foreground: np.ndarray, alpha: np.ndarray, options: CutoutOptions) -> np.ndarray:
-    if options.crop is not None or options.canvas is not None:
-        box = car_box(alpha, options.crop or CANVAS_MARGIN) or (0, 0, alpha.shape[1], alpha.shape[0])
+    placed = options.scale is not None or options.position is not None
+    frame = options.canvas or ((alpha.shape[1], alpha.shape[0]) if placed else None)  # the photo's, by default
+    if options.crop is not None or frame is not None:
+        margin = options.crop or (TIGHT if options.scale is not None or options.canvas is None else CANVAS_MARGIN)
+        box = car_box(alpha, margin) or (0, 0, alpha.shape[1], alpha.shape[0])
         foreground, alpha = crop(foreground, box), crop(alpha, box)
-        if options.canvas is not None:
-            foreground, alpha = fit(foreground, options.canvas), fit(alpha, options.canvas)
+        if frame is not None:
+            position = options.position or CENTRE
+            if options.canvas is None and options.scale is None:  # --position alone: the car at its own size
+                foreground, alpha = place(foreground, frame, 1.0, position), place(alpha, frame, 1.0, position)
+            else:
+                share = 1.0 if options.scale is None else options.scale
+                foreground, alpha = fit(foreground, frame, share, position), fit(alpha, frame, share, position)
+    if options.megapixels is not None:
+        foreground, alpha = shrink(foreground, options.megapixels * 1e6), shrink(alpha, options.megapixels * 1e6)
+        if options.alpha == "hard":  # still 0/1
+            alpha = (alpha >= 0.5).astype(np.float32)
     shadow = contact_shadow(alpha, options.shadow_strength, options.shadow_softness) if options.shadow else None
     return on_background(foreground, alpha, options.background, shadow)
 

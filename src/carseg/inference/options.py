@@ -14,7 +14,7 @@ import numpy as np
 
 from carseg.data.images import ENCODE_PARAMS, MAX_SIDE, read_image
 from carseg.errors import CarsegError, one_line
-from carseg.inference.framing import Margin, margins
+from carseg.inference.framing import CENTRE, Margin, Position, Roi, margins
 from carseg.inference.subject import SUBJECTS
 
 Background = Union[str, Tuple[int, int, int], np.ndarray]  # "transparent", (R, G, B) or an RGB uint8 image
@@ -68,16 +68,43 @@ def parse_background(text: str) -> Background:
         raise CarsegError(f"--background {text}: {one_line(exc).removeprefix(text + ': ')}; {allowed}") from None
 
 
-def parse_crop(text: str) -> Margin:
-    """``MARGIN``: pixels (``40``) or a percentage of the car's box (``5%``), 0 or more."""
+def _length(text: str) -> Optional[Margin]:
+    """``40``/``40px`` (whole pixels) or ``5%``, 0 or more; None for anything else."""
     percent = text.endswith("%")
     try:
-        value = float(text[:-1] if percent else text)
+        value = float(text[:-1] if percent else text.removesuffix("px"))
     except ValueError:
-        value = -1.0
-    if not 0 <= value < 1e5 or (not percent and not value.is_integer()):
+        return None
+    return (value, percent) if 0 <= value < 1e5 and (percent or value.is_integer()) else None
+
+
+def parse_crop(text: str) -> Margin:
+    """``MARGIN``: pixels (``40``) or a percentage of the car's box (``5%``), 0 or more."""
+    margin = _length(text)
+    if margin is None:
         raise CarsegError(f"--crop {text}: give a margin in pixels (e.g. 40) or in % of the car's size (e.g. 5%), 0 or more")
-    return value, percent
+    return margin
+
+
+def parse_roi(text: str) -> Roi:
+    """``X0 Y0 X1 Y1`` (spaces or commas), each in pixels (``40``, ``40px``) or % of the photo (``50%``)."""
+    corners = [_length(part) for part in text.replace(",", " ").split()]
+    if len(corners) != 4 or None in corners or any(p and v > 100 for v, p in corners) or not all(
+            corners[i][1] != corners[i + 2][1] or corners[i][0] < corners[i + 2][0] for i in (0, 1)):
+        raise CarsegError(f"--roi {text}: give the region's left, top, right and bottom edges in pixels or % of the "
+                          "photo, e.g. '0% 0% 50% 100%' (its left half) or '40px 20px 900px 600px'")
+    return tuple(corners)  # type: ignore[return-value]
+
+
+def parse_position(text: str) -> Position:
+    """``center``, ``X%`` (both axes) or ``X% Y%``: where the car sits in the space around it, 0-100% each."""
+    if text.strip().lower() in ("center", "centre"):
+        return CENTRE
+    parts = [_length(part) for part in text.replace(",", " ").split()]
+    if not 1 <= len(parts) <= 2 or not all(part and part[1] and part[0] <= 100 for part in parts):
+        raise CarsegError(f"--position {text}: give X% Y% of the space around the car (0% 0%: top left, 100% 100%: "
+                          "bottom right) or center")
+    return (parts[0][0] / 100, parts[-1][0] / 100)
 
 
 def parse_canvas(text: str) -> Tuple[int, int]:
@@ -107,7 +134,9 @@ class Option:
     metavar: Optional[str] = None
 
     def check(self, value: Any) -> None:
-        """A one-line ``CarsegError`` for a value outside ``choices`` or ``bounds``."""
+        """A one-line ``CarsegError`` for a value outside ``choices`` or ``bounds`` (None: the option is not given)."""
+        if value is None:
+            return
         if self.choices and value not in self.choices:
             raise CarsegError(f"{spell(self.name, value)}: choose one of {', '.join(self.choices)}")
         if self.bounds is not None and not self.bounds[0] <= value <= self.bounds[1]:
@@ -137,8 +166,22 @@ class CutoutOptions:
     crop: Optional[Margin] = _option(str, None, "crop tight to the car plus a margin: pixels (40) or % of its size (5%)",
                                      parse=parse_crop, metavar="MARGIN")
     canvas: Optional[Tuple[int, int]] = _option(
-        str, None, "fit the car, centred, on a WIDTHxHEIGHT canvas, e.g. 1600x1200 (margin: crop's, default 5%)",
+        str, None, "fit the car on a WIDTHxHEIGHT canvas, e.g. 1600x1200 (margin: crop's, default 5%; centred unless "
+        "position)",
         parse=parse_canvas, metavar="WxH")
+    scale: Optional[float] = _option(
+        float, None, "the car's box (plus crop's margin, if given) fills this share of the canvas (--canvas's, or "
+        "the photo's size without it) in width or height, 0.01-1 (default with canvas: all of it, margin 5%)", bounds=(0.01, 1.0), metavar="S")
+    position: Optional[Position] = _option(
+        str, None, "where the car sits on the canvas (--canvas's, or the photo's size: there at its own size without "
+        "scale): X% Y% of the space around it (0% 0%: top left) or center (the default)",
+        parse=parse_position, metavar="'X% Y%'")
+    roi: Optional[Roi] = _option(str, None, "cut out only what lies in this region of the photo: left, top, right, "
+                                 "bottom in pixels or % of the photo, e.g. '0% 0% 50% 100%' (its left half)",
+                                 parse=parse_roi, metavar="'X0 Y0 X1 Y1'")
+    megapixels: Optional[float] = _option(float, None, "scale each picture down to at most this many megapixels, "
+                                          "keeping its shape (e.g. 0.25; never enlarged)", bounds=(0.01, 1000.0),
+                                          metavar="MP")
     shadow: bool = _option(bool, False, "a soft contact shadow under the car")
     shadow_strength: float = _option(float, 0.5, "the shadow's darkest opacity, 0-1", bounds=(0.0, 1.0), metavar="S")
     shadow_softness: float = _option(float, 0.03, "the shadow's blur as a share of the car's width, 0-1",
@@ -183,7 +226,18 @@ def cutout_options(values: Mapping[str, Any], query: bool = False, picture: Opti
         name = lambda option: spell(option, "true", query) if query else flag(option)
         keep = name("keep_metadata")
         raise CarsegError(f"{name('keep_location')}: the location is kept only in the EXIF that {keep} keeps; add {keep}")
+    _check_framing(parsed, query)
     return CutoutOptions(**(parsed if picture is None else {**parsed, "background": picture}))
+
+
+def _check_framing(parsed: Mapping[str, Any], query: bool) -> None:
+    """Without a canvas, ``crop`` makes the picture the car's box, where ``scale`` and ``position`` have no room: a
+    one-line ``CarsegError``."""
+    given = (lambda option: option) if query else flag
+    moved = next((name for name in ("scale", "position") if parsed[name] is not None), None)
+    if parsed["crop"] is not None and parsed["canvas"] is None and moved:
+        raise CarsegError(f"{given(moved)} with {given('crop')}: the picture is the car's box, with no room around it; "
+                          f"add {given('canvas')} or leave {given('crop')} out")
 
 
 def check_format(fmt: str, background: Background, query: bool = False) -> None:
