@@ -1,13 +1,13 @@
-"""The ASGI app: ``POST /api/remove``, ``GET /health``, the web page at ``/`` and the OpenAPI page at ``/docs``."""
+"""The ASGI app: ``POST /api/remove``, the remove.bg API (``POST /v1.0/removebg``, ``GET /v1.0/account``),
+``GET /health``, the web page at ``/`` and the OpenAPI page at ``/docs``."""
 import io
 import re
 import zipfile
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, AsyncIterator, Callable, List, Optional, Tuple, TypeVar
+from typing import Annotated, AsyncIterator, List, Optional, Tuple
 
-import anyio
 import numpy as np
 from anyio.from_thread import check_cancelled
 from fastapi import FastAPI, Query, Request
@@ -17,18 +17,21 @@ from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from carseg.data.colour import to_srgb
 from carseg.data.exif import kept_exif
 from carseg.data.images import Photo
 from carseg.errors import CarsegError, one_line
-from carseg.inference.options import OutputLimits, TooLarge
-from carseg.inference.predictor import Predictor, Prepared
+from carseg.inference.options import TooLarge
+from carseg.inference.predictor import Predictor
 from carseg.inference.step import cut_out
 from carseg.serve.batcher import Batcher
-from carseg.serve.errors import RequestId, error, validation_error
+from carseg.serve.errors import RequestId, answer, validation_error
+from carseg.serve.keys import ApiKeys, KeyStore, RateLimiter
 from carseg.serve.limits import RequestLimits
 from carseg.serve.options import RemoveOptions
-from carseg.serve.photos import MEDIA_TYPES, ServeError, check_header, decode, encode
+from carseg.serve.photos import MEDIA_TYPES, ServeError, encode
+from carseg.serve.pipeline import Pipeline, Settings
+from carseg.serve.removebg import removebg_routes
+from carseg.serve.url_fetch import UrlFetcher
 
 INDEX = Path(__file__).parent / "static" / "index.html"
 UPLOAD = {"required": True, "content": {  # the body is read by hand (multipart or raw), so describe it for /docs
@@ -36,20 +39,7 @@ UPLOAD = {"required": True, "content": {  # the body is read by hand (multipart 
         "file": {"type": "string", "format": "binary", "description": "the photo"},
         "background": {"type": "string", "format": "binary", "description": "optional: a picture to put behind the car"}}}},
     "image/*": {"schema": {"type": "string", "format": "binary"}}}}
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Limits and batching of the service (``catalyst-dl serve`` options)."""
-
-    max_upload_mb: float = 25.0
-    max_megapixels: float = 40.0  # the photo, and each picture of the answer (OutputLimits)
-    max_instances: int = 20  # cars in an instances=true answer
-    timeout_s: float = 60.0
-    max_batch: int = 8  # 1: batching off, one request per forward pass
-    max_wait_ms: float = 10.0
-    workers: int = 2  # threads that decode photos and encode cut-outs
+__all__ = ["Settings", "create_app"]
 
 
 @dataclass
@@ -80,14 +70,17 @@ def zip_pictures(pictures: List[bytes], name: str, suffix: str) -> bytes:
     return buffer.getvalue()
 
 
-def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI:
+def create_app(predictor: Predictor, settings: Settings = Settings(), keys: Optional[KeyStore] = None) -> FastAPI:
     """The service around one Predictor: requests' forward passes are batched, decoding and encoding run in
     ``settings.workers`` threads. Every answer's size is checked before the work it bounds, and a request past
     ``settings.timeout_s`` stops where it is: its threads stop at their next step, its queued forward pass is
-    dropped."""
-    codec = anyio.CapacityLimiter(settings.workers)
-    max_pixels = int(settings.max_megapixels * 1e6)
-    limits = OutputLimits(max_pixels, settings.max_instances, query=True)
+    dropped. ``keys``: the API keys the cut-out routes need (None: none needed)."""
+    pipeline = Pipeline(predictor, settings)
+    limits = pipeline.limits
+    max_bytes = int(settings.max_upload_mb * 2**20)
+    limiter = RateLimiter(settings.rate_limit) if settings.rate_limit else None
+    fetcher = (UrlFetcher(settings.url_fetch, max_bytes, min(settings.url_fetch_timeout_s, settings.timeout_s))
+               if settings.url_fetch else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,37 +89,16 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
 
     app = FastAPIOffline(title="carseg", summary="Cut cars out of photos: background removal with carseg's model.",
                          lifespan=lifespan)
-    app.add_middleware(RequestLimits, max_bytes=int(settings.max_upload_mb * 2**20))
+    app.add_middleware(RequestLimits, max_bytes=max_bytes)
+    app.add_middleware(ApiKeys, keys=keys, limiter=limiter)  # before the limits: a bad key costs nothing
     app.add_middleware(RequestId)  # outermost: every answer carries the id, an unexpected error is answered here
-    app.add_exception_handler(HTTPException, lambda request, exc: error(exc.status_code, exc.detail))
-    app.add_exception_handler(ServeError, lambda request, exc: error(exc.status, str(exc)))
+    path = lambda request: request.url.path
+    app.add_exception_handler(HTTPException, lambda request, exc: answer(path(request), exc.status_code, exc.detail))
+    app.add_exception_handler(ServeError, lambda request, exc: answer(path(request), exc.status, str(exc), exc.code))
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(TooLarge, lambda request, exc: error(413, one_line(exc)))
-    app.add_exception_handler(CarsegError, lambda request, exc: error(400, one_line(exc)))
-
-    async def in_pool(function: Callable[..., T], *args) -> T:
-        """``function(*args)`` in a codec thread; a cancelled request's stops at its next ``check_cancelled``."""
-        return await anyio.to_thread.run_sync(function, *args, limiter=codec)
-
-    def check(upload: Upload, options: RemoveOptions) -> None:
-        """Refuse from the uploads' headers what would pass the limits; on the event loop (no decoding), so a
-        refusal never waits for a thread."""
-        width, height = check_header(upload.photo, max_pixels)
-        if not options.mask:
-            limits.check(options.cutout(), options.format, width, height)
-        if upload.background is not None:
-            try:
-                check_header(upload.background, max_pixels)
-            except ServeError as exc:
-                raise ServeError(exc.status, f"background: {exc}") from None
-
-    def prepare(upload: Upload) -> Tuple[Photo, Optional[np.ndarray], Prepared]:
-        photo = decode(upload.photo)
-        check_cancelled()
-        background = None if upload.background is None else decode(upload.background)
-        check_cancelled()
-        picture = None if background is None else to_srgb(background.pixels, background.profile)  # as --background's
-        return photo, picture, predictor.prepare(photo.pixels, photo.profile)
+    app.add_exception_handler(TooLarge, lambda request, exc: answer(path(request), 413, one_line(exc)))
+    app.add_exception_handler(CarsegError, lambda request, exc: answer(path(request), 400, one_line(exc)))
+    app.include_router(removebg_routes(pipeline, max_bytes, fetcher, limiter))
 
     def finish(photo: Photo, prob: np.ndarray, options: RemoveOptions, background: Optional[np.ndarray],
                name: str) -> Tuple[bytes, str, float]:
@@ -156,26 +128,23 @@ def create_app(predictor: Predictor, settings: Settings = Settings()) -> FastAPI
         504: {"description": "took longer than the request timeout"}})
     async def remove(request: Request, options: Annotated[RemoveOptions, Query()]) -> Response:
         """Cut the car out of a photo sent as the multipart field ``file`` or as the raw body."""
-        try:
-            with anyio.fail_after(settings.timeout_s):
-                upload = await read_upload(request)
-                check(upload, options)
-                photo, background, prepared = await in_pool(prepare, upload)
-                prob, batch_size = await request.app.state.batcher(prepared)
-                body, filename, score = await in_pool(finish, photo, prob, options, background, upload.name)
-        except TimeoutError:
-            raise ServeError(504, f"no answer within {settings.timeout_s:g} s (--timeout): the service is busy; "
-                                  "retry later or send a smaller photo") from None
+        with pipeline.deadline():
+            upload = await read_upload(request)
+            pipeline.check(upload.photo, upload.background, None if options.mask else options.cutout(), options.format)
+            photo, background, prepared = await pipeline.in_pool(pipeline.prepare, upload.photo, upload.background)
+            prob, batch_size = await request.app.state.batcher(prepared)
+            body, filename, score = await pipeline.in_pool(finish, photo, prob, options, background, upload.name)
         return Response(body, media_type=MEDIA_TYPES[Path(filename).suffix[1:]], headers={
             "X-Batch-Size": str(batch_size), "X-Confidence": f"{score:.4f}",
             "Content-Disposition": f'inline; filename="{filename}"'})
 
     @app.get("/health")
     async def health(request: Request) -> dict:
-        """Liveness, the model, the batches run so far and the requests dropped (timed out) before theirs ran."""
+        """Liveness, the model, whether the cut-out routes need an API key (``auth``), the batches run so far and the
+        requests dropped (timed out) before theirs ran."""
         batcher = request.app.state.batcher
         return {"status": "ok", "model": predictor.metadata.model, "device": predictor.device,
-                "settings": asdict(settings), "requests": batcher.items, "batches": batcher.batches,
+                "settings": asdict(settings), "auth": keys is not None, "requests": batcher.items, "batches": batcher.batches,
                 "dropped": batcher.dropped}
 
     @app.get("/", include_in_schema=False)

@@ -1,8 +1,9 @@
 """Error answers: one JSON line naming the problem and what to do, never echoing much of the input; a request id
-on every answer; an unexpected exception logged with its traceback and answered with only that id."""
+on every answer; an unexpected exception logged with its traceback and answered with only that id. carseg's own
+routes answer ``{"error": ...}``; the remove.bg API's (``/v1.0/``) answer in remove.bg's shape and statuses."""
 import logging
 import uuid
-from typing import Any, Dict
+from typing import Any, Dict, Mapping, Optional
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -16,9 +17,31 @@ LOG = logging.getLogger("uvicorn.error")  # uvicorn's own log: its level and for
 QUOTE = 40  # characters of a client's input an error quotes at most
 
 
-def error(status: int, message: str, **extra: Any) -> JSONResponse:
+REMOVEBG = "/v1.0/"  # the remove.bg API's routes
+CODES = {400: "invalid_input", 403: "auth_failed", 413: "file_too_large", 414: "query_too_long",
+         415: "unsupported_image", 422: "invalid_parameter", 429: "rate_limit_exceeded", 500: "internal_error",
+         504: "timeout"}  # remove.bg-style error codes of carseg's statuses
+
+
+def error(status: int, message: str, headers: Optional[Mapping[str, str]] = None, **extra: Any) -> JSONResponse:
     """``{"error": "one line naming the problem and what to do"}`` with the status code."""
-    return JSONResponse({"error": message, **extra}, status_code=status)
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+def removebg_error(status: int, message: str, code: Optional[str] = None,
+                   headers: Optional[Mapping[str, str]] = None) -> JSONResponse:
+    """remove.bg's error answer, ``{"errors": [{"title": "one line ...", "code": "..."}]}``, and its statuses: bad
+    input of any kind (too large, not an image, a bad parameter) is 400."""
+    return JSONResponse({"errors": [{"title": message, "code": code or CODES.get(status, "error")}]},
+                        status_code=400 if status in (413, 414, 415, 422) else status, headers=headers)
+
+
+def answer(path: str, status: int, message: str, code: Optional[str] = None,
+           headers: Optional[Mapping[str, str]] = None) -> JSONResponse:
+    """The error answer in the shape of the route at ``path``: remove.bg's under ``/v1.0/``, carseg's elsewhere."""
+    if path.startswith(REMOVEBG):
+        return removebg_error(status, message, code, headers)
+    return error(status, message, headers)
 
 
 def quote(value: Any) -> str:
@@ -70,5 +93,7 @@ class RequestId:
             LOG.exception("request %s (%s %r) failed", request_id, scope["method"], scope["path"])
             if started:  # too late for an answer: the server closes the connection
                 raise
-            await error(500, f"internal error, logged as request {request_id}; the service goes on, please report "
-                             "it with that id", request_id=request_id)(scope, receive, send_with_id)
+            message = f"internal error, logged as request {request_id}; the service goes on, please report it with that id"
+            response = (removebg_error(500, message) if scope["path"].startswith(REMOVEBG) else
+                        error(500, message, request_id=request_id))
+            await response(scope, receive, send_with_id)

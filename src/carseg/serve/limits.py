@@ -4,7 +4,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from carseg.serve.errors import error
+from carseg.serve.errors import answer
 
 MAX_QUERY = 2048  # bytes of query string; every option with a long value takes about 250
 
@@ -21,11 +21,11 @@ class RequestLimits:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         if len(scope["query_string"]) > MAX_QUERY:
-            return await error(414, f"query string of {len(scope['query_string'])} bytes, over the limit of "
+            return await answer(scope["path"], 414, f"query string of {len(scope['query_string'])} bytes, over the limit of "
                                     f"{MAX_QUERY}; send only the options you need")(scope, receive, send)
         length = Headers(scope=scope).get("content-length", "")
         if length.isdigit() and int(length) > self.max_bytes:
-            return await error(413, self.message)(scope, receive, send)
+            return await answer(scope["path"], 413, self.message)(scope, receive, send)
         received = 0
 
         async def limited() -> Message:

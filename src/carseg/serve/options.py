@@ -26,12 +26,18 @@ def _field(option: Option) -> Tuple[Any, Any]:
             Field(option.default, ge=low, le=high, description=option.help))
 
 
-def _parsed(cls, text: Optional[str], info: ValidationInfo) -> Optional[str]:
-    """Run the option's parser for its check: its message, without the command line's ``--name TEXT: ``."""
+def query_value(name: str, text: Optional[str]) -> Any:
+    """The option ``name``'s value parsed from ``text`` by the service's parser; a bad one is a ``ValueError`` with
+    the parser's message, without the command line's ``--name TEXT: ``."""
     try:
-        BY_NAME[info.field_name].value(text, query=True)
+        return BY_NAME[name].value(text, query=True)
     except CarsegError as exc:
-        raise ValueError(one_line(exc).removeprefix(f"{spell(info.field_name, text)}: ")) from None
+        raise ValueError(one_line(exc).removeprefix(f"{spell(name, text)}: ")) from None
+
+
+def _parsed(cls, text: Optional[str], info: ValidationInfo) -> Optional[str]:
+    """Run the option's parser for its check."""
+    query_value(info.field_name, text)
     return text
 
 

@@ -16,9 +16,10 @@ PHOTOS = "JPEG, PNG, WebP, HEIC, AVIF, BMP or TIFF"  # what the service decodes
 class ServeError(Exception):
     """A request the service cannot serve: the HTTP status and one line naming the problem and what to do."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, code: Optional[str] = None):
         super().__init__(message)
         self.status = status
+        self.code = code  # the remove.bg API's error code (``carseg.serve.errors.CODES``' by status if None)
 
 
 def check_header(data: bytes, max_pixels: int) -> Tuple[int, int]:
@@ -31,12 +32,13 @@ def check_header(data: bytes, max_pixels: int) -> Tuple[int, int]:
             width, height = img.size
             fmt, scan_start = img.format, img.tile[0][2] if img.tile else 0
     except Image.DecompressionBombError:
-        raise ServeError(413, f"too many pixels: the limit is {max_pixels} (--max-megapixels); send a smaller photo") from None
+        raise ServeError(413, f"too many pixels: the limit is {max_pixels} (--max-megapixels); send a smaller photo",
+                         "resolution_too_high") from None
     except Exception:  # PIL raises many types for data it cannot identify
         raise ServeError(415, f"not an image: send a {PHOTOS} photo") from None
     if width * height > max_pixels:
         raise ServeError(413, f"too many pixels: {width}x{height} = {width * height} is over the limit of {max_pixels} "
-                              "(--max-megapixels); send a smaller photo")
+                              "(--max-megapixels); send a smaller photo", "resolution_too_high")
     # JPEG entropy-coded data cannot contain FF D9 (a 0xFF byte there is followed by 00 or a restart marker), so a
     # complete JPEG has its end-of-image marker after the first scan starts; a truncated one has none there.
     if fmt == "JPEG" and data.find(b"\xff\xd9", scan_start) < 0:
