@@ -128,10 +128,11 @@ def removebg_routes(pipeline: Pipeline, max_bytes: int, fetcher: Optional[UrlFet
     predictor = pipeline.predictor
 
     async def image(fields: Dict[str, str], files: Dict[str, bytes], source: str) -> bytes:
-        if source in files:
-            return files[source]
-        if source == "image_file_b64":
-            return decode_b64(fields[source])
+        data = files.get(source) if source in files else decode_b64(fields[source]) if source.endswith("_b64") else None
+        if data is not None and not data:
+            raise ServeError(400, f"{source} is empty: send the photo's bytes", "invalid_input")
+        if data is not None:
+            return data
         if fetcher is None:
             raise ServeError(400, f"{source}: this service does not fetch URLs (it was started without "
                                   "--allow-url-fetch); upload the photo as image_file or image_file_b64",
