@@ -14,13 +14,20 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this ma
 
 
 @pytest.fixture(scope="module")
-def page(oracle_model):
-    with running_server(str(oracle_model), "--refine", "none") as url, playwright.sync_playwright() as driver:
+def browser():
+    with playwright.sync_playwright() as driver:  # one driver per module: a second one cannot start beside it
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(oracle_model, browser):
+    with running_server(str(oracle_model), "--refine", "none") as url:
         page = browser.new_page()
         page.goto(url)
         yield page
-        browser.close()
+        page.close()
 
 
 def photo_file(path, height: int, width: int):
@@ -92,3 +99,34 @@ def test_openapi_page_renders_offline(page):
     assert "/api/remove" in page.locator(".opblock-summary-path").all_text_contents()
     assert operation.is_visible()
     page.goto(page.url.replace("/docs", "/"))
+
+
+KEY = "page-key-0123456789abcdef"
+
+
+def test_the_page_asks_for_a_key_when_the_service_needs_one(oracle_model, browser, tmp_path):
+    """With --api-keys the page shows a key field; without the key a photo's card shows the 403, with it the cut-out
+    comes back, and the key stays for the tab (sessionStorage) across a reload."""
+    (tmp_path / "keys.txt").write_text(KEY + "\n")
+    with running_server(str(oracle_model), "--refine", "none", "--api-keys", str(tmp_path / "keys.txt")) as url:
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("#api-key", state="visible", timeout=30_000)
+        page.set_input_files("#files", str(photo_file(tmp_path / "locked.png", 60, 90)))
+        error = page.wait_for_selector(".result:has-text('locked') .error", timeout=30_000)
+        assert "no API key" in error.text_content()
+        page.fill("#api-key", KEY)
+        page.dispatch_event("#api-key", "change")
+        page.set_input_files("#files", str(photo_file(tmp_path / "opened.png", 60, 90)))
+        after = page.wait_for_selector(".result:has-text('opened') img.after", timeout=30_000)
+        after.evaluate("img => img.decode()")
+        assert natural_size(after) == (90, 60)
+        page.reload()
+        page.wait_for_selector("#api-key", state="visible", timeout=30_000)
+        assert page.input_value("#api-key") == KEY
+        page.close()
+
+
+def test_the_page_hides_the_key_field_without_keys(page):
+    page.wait_for_function("document.getElementById('key-box').hidden === true", timeout=30_000)
+    assert not page.is_visible("#api-key")
