@@ -11,7 +11,7 @@ each forward pass runs one photo, decoding and encoding still run in the server'
     .venv/bin/python benchmarks/serve_benchmark.py                        # 500 requests, concurrency 8, 1 torch thread
     .venv/bin/python benchmarks/serve_benchmark.py --threads 2 --requests 300   # torch's default threads on 2 cores
     .venv/bin/python benchmarks/serve_benchmark.py --requests 200 --concurrency 4 --model logs/trace/traced-best-forward.pth
-    .venv/bin/python benchmarks/serve_benchmark.py --hostile --requests 300 --concurrency 16   # issue 20's check
+    .venv/bin/python benchmarks/serve_benchmark.py --hostile --requests 300 --concurrency 16   # issues 20 and 28
 
 Targets: requests/s with batching >= 1.5x without; memory after N within 15% of after 50; zero failed requests.
 With ``--hostile`` (the default server, batching on): every hostile request refused with its status (413/414) in
@@ -44,7 +44,9 @@ CATALYST_DL = Path(sys.executable).with_name("catalyst-dl")
 
 Job = Tuple[str, Dict[str, str], bytes]  # what is sent: "good" or a hostile row's name, query parameters, upload
 REFUSED = {"crop=3000%": 413, "canvas=20000x20000": 413, "blocky noise, instances_min_area=0": 413,
-           "17000 px wide, format=webp": 413, "60 KB query string": 414}  # the hostile rows and their answers
+           "17000 px wide, format=webp": 413, "60 KB query string": 414,  # the hostile rows and their answers
+           "v1.0: 17000 px wide, format=webp": 400, "v1.0: image_url to 169.254.169.254": 400,
+           "v1.0: 60 KB image_file_b64 of garbage": 400}  # "v1.0: ...": sent to the remove.bg API, as a form
 
 
 def encoded(image: np.ndarray, fmt: str = "JPEG") -> bytes:
@@ -59,14 +61,18 @@ def photos(count: int) -> List[bytes]:
 
 
 def hostile(photo: bytes) -> List[Job]:
-    """Issue 20's hostile requests, one per row of ``REFUSED``: each took gigabytes or a 500 before."""
+    """Issue 20's hostile requests, one per row of ``REFUSED`` (each took gigabytes or a 500 before), and issue 28's
+    on the remove.bg API."""
     # Noise in 16 px blocks: the general model finds 60 specks of car in it (in pixel noise it finds none)
     blocks = np.random.default_rng(0).integers(0, 256, (80, 120, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)
     return [("crop=3000%", {"crop": "3000%"}, photo), ("canvas=20000x20000", {"canvas": "20000x20000"}, photo),
             ("blocky noise, instances_min_area=0", {"instances": "true", "instances_min_area": "0"},
              encoded(blocks[:1280, :1918], "PNG")),
             ("17000 px wide, format=webp", {"format": "webp"}, encoded(np.zeros((100, 17000, 3), np.uint8))),
-            ("60 KB query string", {"crop": "9" * 60_000}, photo)]
+            ("60 KB query string", {"crop": "9" * 60_000}, photo),
+            ("v1.0: 17000 px wide, format=webp", {"format": "webp"}, encoded(np.zeros((100, 17000, 3), np.uint8))),
+            ("v1.0: image_url to 169.254.169.254", {"image_url": "http://169.254.169.254/latest/meta-data/"}, b""),
+            ("v1.0: 60 KB image_file_b64 of garbage", {"image_file_b64": "%" * 60_000}, b"")]
 
 
 def jobs(bodies: List[bytes], requests: int, hostile_rows: List[Job]) -> List[Job]:
@@ -108,7 +114,11 @@ async def load(url: str, work: List[Job], concurrency: int, process: psutil.Proc
         for kind, params, body in pending:
             started = time.perf_counter()
             try:
-                response = await http.post("/api/remove", params=params, files={"file": ("car.jpg", body)})
+                if kind.startswith("v1.0"):  # the remove.bg API: parameters as form fields
+                    response = await http.post("/v1.0/removebg", data=params,
+                                                files={"image_file": ("car.jpg", body)} if body else None)
+                else:
+                    response = await http.post("/api/remove", params=params, files={"file": ("car.jpg", body)})
                 if kind == "good":
                     ok = response.status_code == 200 and response.content[:8] == b"\x89PNG\r\n\x1a\n"
                     batch_sizes.append(int(response.headers.get("x-batch-size", 0)))
