@@ -10,7 +10,6 @@ import subprocess
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -25,26 +24,14 @@ from carseg.serve.app import Settings, create_app
 from carseg.serve.keys import KeyStore, RateLimiter, digest
 from conftest import red_car_photo
 from serving import ROOT, running_server, serving_app
+from test_serve import decoded, iou
+from test_serve import encoded as png
 
 remove_bg_api = pytest.importorskip("remove_bg_api", reason="remove-bg-api is not installed (requirements.txt)")
 
 KEY = "test-key-0123456789abcdef"          # in the key file as it is
 HASHED_KEY = "hashed-key-0123456789abcdef"  # in the key file only as its SHA-256
 HEIGHT, WIDTH = 160, 240
-
-
-def png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def decoded(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)))
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return (a & b).sum() / max((a | b).sum(), 1)
 
 
 @pytest.fixture(scope="module")

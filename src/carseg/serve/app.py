@@ -124,7 +124,8 @@ def create_app(predictor: Predictor, settings: Settings = Settings(), keys: Opti
         400: {"description": "empty, truncated or corrupt photo"},
         413: {"description": "upload, photo or answer too large (--max-upload-mb, --max-megapixels, --max-instances)"},
         414: {"description": "query string too long"}, 415: {"description": "not an image"},
-        422: {"description": "unknown option or value"},
+        422: {"description": "unknown option or value"}, 403: {"description": "missing or wrong X-Api-Key (--api-keys)"},
+        429: {"description": "over --rate-limit (Retry-After)"},
         504: {"description": "took longer than the request timeout"}})
     async def remove(request: Request, options: Annotated[RemoveOptions, Query()]) -> Response:
         """Cut the car out of a photo sent as the multipart field ``file`` or as the raw body."""
@@ -144,7 +145,8 @@ def create_app(predictor: Predictor, settings: Settings = Settings(), keys: Opti
         requests dropped (timed out) before theirs ran."""
         batcher = request.app.state.batcher
         return {"status": "ok", "model": predictor.metadata.model, "device": predictor.device,
-                "settings": asdict(settings), "auth": keys is not None, "requests": batcher.items, "batches": batcher.batches,
+                "settings": {**asdict(settings), "url_fetch": bool(settings.url_fetch)},  # the hosts stay private
+                "auth": keys is not None, "requests": batcher.items, "batches": batcher.batches,
                 "dropped": batcher.dropped}
 
     @app.get("/", include_in_schema=False)

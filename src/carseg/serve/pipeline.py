@@ -6,13 +6,13 @@ from typing import Callable, Iterator, Optional, Tuple, TypeVar
 
 import anyio
 import numpy as np
+from anyio.from_thread import check_cancelled
 
 from carseg.data.colour import to_srgb
 from carseg.data.images import Photo
 from carseg.inference.options import CutoutOptions, OutputLimits
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.serve.photos import ServeError, check_header, decode
-from anyio.from_thread import check_cancelled
 
 T = TypeVar("T")
 
