@@ -28,11 +28,21 @@
     the TorchScript default on the same photos: images/s, model forward alone (ms per photo in
     batches of 8, in-process, all cores), largest probability difference and mask IoU between the
     two outputs.                                                              no goal: measured
+(g) serial time: GIL-held seconds of the CLI's main process (py-spy record --gil; imports left out) on 80 photos
+    minus on 16, per photo, and the photos/s it caps any machine at; also with --workers 0 (the
+    finishing in threads of one process, as before worker processes).          goal: <= 3 ms
+(h) cores: the CLI's photos/s limited to 1 core and to 2 (os.sched_setaffinity, --workers at its
+    default: one per core), and whether their outputs agree.    goal: >= 1.85x, mask IoU >= 0.999
+(i) the GPU, when CUDA is present (else one line saying it is skipped): photos/s to RGBA PNG and to
+    white JPEG on the --memory-images photos, host CPU-ms per photo (the CLI's process tree), the
+    GPU's busy share (nvidia-smi), against the CPU path on the same machine.
+                                                     goal: >= 150 PNG, >= 300 JPEG, >= 10x the CPU path
 Each CLI speed figure is the better of two runs (a 40-photo run takes ~4 s: start-up of the loader
 and TorchScript's first optimising calls make single runs vary by ~10%).
 
     python benchmarks/inference_benchmark.py            # random-weight UNet, 40 synthetic 1918x1280 photos
     python benchmarks/inference_benchmark.py --model logs/trace/traced-best-forward.pth --images data/test
+    python benchmarks/inference_benchmark.py --scaling --images DIR   # (g)-(i) only, the built-in general model
 
 With --model, (d) uses the .onnx beside it (traced-best-forward.onnx) and is skipped if there is none.
 
@@ -46,6 +56,7 @@ import argparse
 import math
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -55,7 +66,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 import albumentations as A
 import cv2
@@ -78,6 +89,7 @@ from carseg.export.onnx import export_onnx
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / "bin" / "car_segmentation.py"
 SPEED_GOAL, IOU_GOAL, MEMORY_GOAL, TTA_GOAL, REFINE_GOAL, ALPHA_GOAL = 2.0, 0.98, 1.15, 2.1, 1.5, 1.5
+SERIAL_GOAL, CORES_GOAL, GPU_GOALS = 3.0, 1.85, {"PNG": 150, "white JPEG": 300}
 MODEL_HW = (128, 192)
 MB = 2 ** 20
 
@@ -216,25 +228,61 @@ class PeakMemory(threading.Thread):
             self.done.wait(self.interval)
 
 
-def run_cli(in_dir: Path, out_dir: Path, model: Path, device: str, *extra: str, memory: bool = False) -> Dict:
-    """Run bin/car_segmentation.py as a user would; its own images/s, wall time and (optionally) peak memory."""
+def run_cli(in_dir: Path, out_dir: Path, model: Path, device: str, *extra: str, memory: bool = False,
+            cores: Optional[Set[int]] = None, gpu: bool = False) -> Dict:
+    """Run bin/car_segmentation.py as a user would; its own images/s, wall time, CPU seconds of its process tree and
+    (optionally) peak memory; ``cores``: the CPUs it may run on (``os.sched_setaffinity``, as ``taskset`` does);
+    ``gpu``: also the GPU's busy share while it runs (sampled by nvidia-smi)."""
     shutil.rmtree(out_dir, ignore_errors=True)
     command = [sys.executable, str(CLI), str(in_dir), str(out_dir), str(model), "--quiet", "--device", device, *extra]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started, cpu_before = time.perf_counter(), _children_cpu()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=None if cores is None else lambda: os.sched_setaffinity(0, cores))
+    busy = GpuBusy() if gpu else None
     sampler = PeakMemory(process.pid) if memory else None
     if sampler:
         sampler.start()
     stdout, stderr = process.communicate()
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, _children_cpu() - cpu_before
     if sampler:
         sampler.done.set()
         sampler.join()
+    gpu_busy = busy.stop() if busy else None
     match = re.search(r"done (\d+), .* failed (\d+).*\(([\d.]+) images/s\)", stdout)
     if process.returncode != 0 or not match or int(match.group(2)):
         raise SystemExit(f"car_segmentation.py failed ({process.returncode}):\n{stdout}\n{stderr[-2000:]}")
-    return {"images": int(match.group(1)), "rate": float(match.group(3)), "wall": wall,
+    return {"images": int(match.group(1)), "rate": float(match.group(3)), "wall": wall, "cpu": cpu, "gpu_busy": gpu_busy,
             "peak_rss": sampler.peak_rss if sampler else None, "peak_pss": sampler.peak_pss if sampler else None}
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process' finished descendants (the CLI and the workers it waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class GpuBusy(threading.Thread):
+    """The GPU's mean utilisation (0-1) while a command runs, sampled every 0.2 s with nvidia-smi."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples: List[float] = []
+        self.done = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.done.wait(0.2):
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                      "--id=0"], capture_output=True, text=True, timeout=5).stdout
+                self.samples.append(float(out.split()[0]) / 100)
+            except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+                return
+
+    def stop(self) -> Optional[float]:
+        self.done.set()
+        self.join()
+        return statistics.mean(self.samples) if self.samples else None
 
 
 # ----------------------------------------------------------------------------- the tutorial's loop
@@ -358,6 +406,108 @@ def agreement(ours: Path, theirs: Path, names: List[str]) -> Dict[str, float]:
     return {"mean_iou": float(np.mean(ious)), "min_iou": float(np.min(ious)), "max_colour_diff": colour}
 
 
+# ----------------------------------------------------------------------------- every core and the GPU: (g), (h), (i)
+SPY_RATE = 500  # py-spy samples per second
+
+
+def gil_seconds(in_dir: Path, out_dir: Path, model: Path, device: str, *extra: str) -> float:
+    """Seconds the CLI's main process held the GIL (``py-spy record --gil``: its threads, not its worker processes),
+    imports left out: they are start-up, the same for any number of photos, and vary by more than a photo's work."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    raw = out_dir.with_name(out_dir.name + "-gil.txt")
+    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--gil", "--rate", str(SPY_RATE), "--format",
+               "raw", "--output", str(raw), "--", sys.executable, str(CLI), str(in_dir), str(out_dir), str(model),
+               "--quiet", "--device", device, *extra]
+    subprocess.run(command, capture_output=True, check=True)
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, count = line.rsplit(" ", 1)
+        samples += 0 if "_find_and_load" in stack else int(count)
+    return samples / SPY_RATE
+
+
+def serial_ms(small: Path, large: Path, out_dir: Path, model: Path, device: str, *extra: str) -> float:
+    """GIL-held ms per photo of the CLI's main process: (GIL seconds on ``large`` - on ``small``) / the photos between;
+    each the lower of two runs (a run's start-up varies)."""
+    count = lambda folder: len(list(folder.iterdir()))
+    held = {folder: min(gil_seconds(folder, out_dir, model, device, *extra) for _ in range(2)) for folder in (small, large)}
+    return 1000 * (held[large] - held[small]) / (count(large) - count(small))
+
+
+def scaling(args: argparse.Namespace, work: Path, photos: List[Path], model: Path) -> List[tuple]:
+    """(g) serial time per photo, (h) 1 core vs 2, (i) the GPU; the summary table's rows."""
+    rows = []
+    small, large = work / "in_serial_small", work / "in_serial_large"
+    link_photos(photos, small, args.serial_images[0])
+    link_photos(photos, large, args.serial_images[1])
+    print(f"\n(g) serial time per photo: GIL-held ms of the CLI's main process, {args.serial_images[1]} photos minus "
+          f"{args.serial_images[0]}", flush=True)
+    if not Path(sys.executable).with_name("py-spy").is_file():
+        print("  skipped: no py-spy beside this Python (pip install py-spy)")
+    else:
+        serial = {name: quietly(lambda: serial_ms(small, large, work / "out_serial", model, args.device, *extra),
+                                args.quiet_wait)
+                  for name, extra in (("--workers 0 (threads, one process)", ("--workers", "0")), ("default", ()))}
+        for name, ms in serial.items():
+            print(f"  {name:36s} {ms:5.2f} ms per photo -> at most {1000 / ms if ms > 0 else float('inf'):.0f} photos/s "
+                  "on any number of cores")
+        ms = serial["default"]
+        rows.append(("serial (GIL) time per photo", f"{ms:.2f} ms (ceiling {1000 / max(ms, 1e-3):.0f} photos/s)",
+                     f"<= {SERIAL_GOAL:g} ms", verdict(ms <= SERIAL_GOAL)))
+
+    cores = sorted(os.sched_getaffinity(0))
+    print(f"\n(h) photos/s on 1 core and on 2 (os.sched_setaffinity; --workers: its default, one per core), "
+          f"{len(photos)} photos", flush=True)
+    if len(cores) < 2:
+        print("  skipped: this process may use only one core")
+    else:
+        runs = {n: [] for n in (1, 2)}
+        for _ in range(2):
+            for n in runs:
+                runs[n].append(quietly(lambda: run_cli(work / "in", work / f"out_cores{n}", model, args.device,
+                                                       cores=set(cores[:n])), args.quiet_wait))
+        rate = {n: max(run["rate"] for run in runs[n]) for n in runs}
+        same = agreement(work / "out_cores2", work / "out_cores1", [f"{p.stem}.png" for p in photos])
+        ratio = rate[2] / rate[1]
+        print(f"  1 core {rate[1]:.2f} photos/s, 2 cores {rate[2]:.2f} photos/s (best of two each) -> {ratio:.2f}x; "
+              f"outputs of the two: mask IoU min {same['min_iou']:.4f}")
+        rows.append(("2 cores vs 1 core", f"{rate[2]:.2f} / {rate[1]:.2f} img/s = {ratio:.2f}x", f">= {CORES_GOAL:g}x",
+                     verdict(ratio >= CORES_GOAL)))
+        rows.append(("outputs, 2 workers vs 1: min mask IoU", f"{same['min_iou']:.4f}", ">= 0.999",
+                     verdict(same["min_iou"] >= 0.999)))
+
+    print("\n(i) the GPU: photos/s to RGBA PNG and to white JPEG, host CPU-ms per photo, GPU busy share, vs the CPU path",
+          flush=True)
+    if not torch.cuda.is_available():
+        print("  skipped: no CUDA device here (torch.cuda.is_available() is False): the GPU figures are not measured")
+        return rows
+    outputs = {"PNG": (), "white JPEG": ("--background", "white", "--format", "jpg")}
+    cpu_run = quietly(lambda: run_cli(work / "in_large", work / "out_gpu_cpu", model, "cpu"), args.quiet_wait)
+    for name, extra in outputs.items():
+        gpu_run = quietly(lambda: run_cli(work / "in_large", work / "out_gpu", model, "cuda", *extra, gpu=True),
+                          args.quiet_wait)
+        busy = "unknown (no nvidia-smi)" if gpu_run["gpu_busy"] is None else f"{100 * gpu_run['gpu_busy']:.0f}%"
+        print(f"  {name:10s} {gpu_run['rate']:7.1f} photos/s; host CPU {1000 * gpu_run['cpu'] / gpu_run['images']:.0f} "
+              f"ms per photo; GPU busy {busy}")
+        goal = GPU_GOALS[name]
+        rows.append((f"GPU to {name}", f"{gpu_run['rate']:.0f} img/s", f">= {goal:g}", verdict(gpu_run["rate"] >= goal)))
+        if name == "PNG":
+            ratio = gpu_run["rate"] / cpu_run["rate"]
+            print(f"  the CPU path on this machine: {cpu_run['rate']:.1f} photos/s -> the GPU at {ratio:.1f}x")
+            rows.append(("GPU vs CPU path, PNG", f"{ratio:.1f}x", ">= 10x", verdict(ratio >= 10)))
+    return rows
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def print_table(table: List[tuple]) -> None:
+    print(f"\n{'measure':38s} {'value':34s} {'goal':9s} result")
+    for row in table:
+        print(f"{row[0]:38s} {row[1]:34s} {row[2]:9s} {row[3]}")
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -367,6 +517,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--num-images", type=int, default=40, help="photos for the speed and TTA runs (default 40)")
     parser.add_argument("--memory-images", type=int, default=400, help="photos for the large memory run (default 400)")
     parser.add_argument("--quiet-wait", type=float, default=600, help="seconds to wait for an idle CPU before each run")
+    parser.add_argument("--serial-images", type=int, nargs=2, default=(16, 80), metavar=("FEW", "MANY"),
+                        help="photos of the two runs whose difference gives (g)'s serial time (default 16 80)")
+    parser.add_argument("--scaling", action="store_true", help="only (g), (h) and (i), with the built-in model "
+                        "unless --model says otherwise")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device here")
@@ -385,11 +539,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         photos = link_photos(sources[: args.num_images], work / "in", min(args.num_images, len(sources)))
         link_photos(photos, work / "in_large", args.memory_images)
         names = [f"{p.stem}.png" for p in photos]
-        model = args.model or build_model(work / "model.pth", photos)
+        model = args.model or (Path("general") if args.scaling else build_model(work / "model.pth", photos))
         onnx_model = model.with_suffix(".onnx")
         h, w = read_image(photos[0]).shape[:2]
         print(f"model: {model}\nphotos: {len(photos)} ({w}x{h}) from {args.images or 'the synthetic generator'}; "
               f"device {args.device}; {os.cpu_count()} CPU cores", flush=True)
+        if args.scaling:
+            print_table(scaling(args, work, photos, model))
+            return 0
 
         print("\n(a) speed: the CLI vs the tutorial loop, same photos and model", flush=True)
         stages = quietly(lambda: our_stages(photos[:6], model, args.device, work / "out_stages"), args.quiet_wait)
@@ -473,7 +630,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"  hard {ours['rate']:.2f} images/s, soft {best['soft']['rate']:.2f} images/s "
               f"(best of {rates['soft']}) -> {alpha_ratio:.2f}x the time")
 
-        verdict = lambda ok: "PASS" if ok else "FAIL"
         table = [
             ("speed: CLI vs tutorial loop", f"{ours['rate']:.2f} / {tutorial_rate:.2f} img/s = {speedup:.1f}x",
              f">= {SPEED_GOAL:g}x", verdict(speedup >= SPEED_GOAL)),
@@ -489,11 +645,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if "onnx" in best:
             table.append(("--backend onnx vs torchscript (speed)",
                           f"{best['onnx']['rate']:.2f} / {ours['rate']:.2f} img/s = {onnx_ratio:.2f}x", "none", "measured"))
-        print(f"\n{'measure':36s} {'value':34s} {'goal':9s} result")
-        for row in table:
-            print(f"{row[0]:36s} {row[1]:34s} {row[2]:9s} {row[3]}")
-        print(f"({time.perf_counter() - started:.0f} s in all)")
+        table += scaling(args, work, photos, model)
+        print_table(table)
     finally:
+        print(f"({time.perf_counter() - started:.0f} s in all)")
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -49,7 +49,9 @@ def test_batch_of_mixed_sizes_and_tta(oracle_model):
 
 
 def test_forward_equals_the_model_on_a_plain_batch(tmp_path):
-    """Predictor.forward feeds the network NHWC on CPU; the probabilities must not change."""
+    """Predictor.forward normalises the uint8 inputs itself and feeds the network NHWC on CPU; the probabilities must
+    equal the model's on training's normalisation (post_transforms)."""
+    from carseg.data.transforms import post_transforms
     from carseg.training.models.unet import UNet
 
     from conftest import save_traced
@@ -64,7 +66,8 @@ def test_forward_equals_the_model_on_a_plain_batch(tmp_path):
         probs = predictor.forward(prepared)
         with torch.no_grad():
             for p, prob in zip(prepared, probs):
-                expected = torch.sigmoid(model(p.tensor[None]))[0, 0].numpy()
+                network_input = post_transforms()(image=p.image)["image"]  # training's normalisation
+                expected = torch.sigmoid(model(network_input[None]))[0, 0].numpy()
                 assert prob.shape == p.resized_hw and prob.dtype == np.float32
                 assert np.abs(prob - expected[: prob.shape[0], : prob.shape[1]]).max() < tolerance, precision
 

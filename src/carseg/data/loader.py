@@ -58,11 +58,20 @@ def _hangup_is_no_error(kind: Type[BaseException], value: BaseException, trace: 
         sys.__excepthook__(kind, value, trace)
 
 
+PR_SET_PDEATHSIG = 1  # Linux prctl: the signal a process gets when the thread that started it ends
+
+
 def _isolated(worker_id: int, init: Optional[Callable[[int], None]]) -> None:
     """A worker's first step: a process group of its own, the signals sent to the old one while it started dropped
-    (not on macOS, which has no ``sigtimedwait``), then ``init``."""
+    (not on macOS, which has no ``sigtimedwait``), then ``init``. A worker dies with the main process (Linux): killed
+    with SIGKILL, that can stop nothing, and a worker waiting to hand over a large batch through a full pipe waited
+    forever (torch's watchdog ends its loop, not the pipe's feeder thread), holding the job's output pipes open."""
     sys.excepthook = _hangup_is_no_error
     os.setpgid(0, 0)
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (AttributeError, OSError):  # not Linux
+        pass
     if hasattr(signal, "sigtimedwait"):
         while signal.sigtimedwait(SIGNALS, 0) is not None:
             pass
@@ -71,17 +80,9 @@ def _isolated(worker_id: int, init: Optional[Callable[[int], None]]) -> None:
         init(worker_id)
 
 
-PR_SET_PDEATHSIG = 1  # Linux prctl: the signal a process gets when the one that started it dies
-
-
 def _pool_worker(init: Callable[..., None], *args: Any) -> None:
-    """A pool worker's first step: isolated as a loader worker is, killed if the main process dies (it would wait for
-    work forever: killed with SIGKILL, the main process can stop nothing), then ``init(*args)``."""
+    """A pool worker's first step: isolated as a loader worker is, then ``init(*args)``."""
     _isolated(0, None)
-    try:
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (AttributeError, OSError):  # not Linux: the worker outlives a killed main process
-        pass
     init(*args)
 
 

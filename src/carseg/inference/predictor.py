@@ -17,7 +17,7 @@ from torch import nn
 
 from carseg.data.colour import to_srgb
 from carseg.data.images import image_size, read_photo
-from carseg.data.transforms import post_transforms, resize_longest
+from carseg.data.transforms import resize_longest
 from carseg.errors import CarsegError
 from carseg.inference.backends import Backend, backend_for, load_model
 from carseg.inference.cutout import binarize
@@ -53,9 +53,10 @@ class _Probabilities(nn.Module):
 
 @dataclass
 class Prepared:
-    """One preprocessed image: the network input and the size of the photo inside it."""
+    """One preprocessed image: the network input before normalisation and the size of the photo inside it."""
 
-    tensor: torch.Tensor  # 3 x H' x W', H' and W' multiples of the size divisor
+    image: np.ndarray  # H' x W' x 3 uint8 (sRGB), H' and W' multiples of the size divisor: 4x fewer bytes than the
+                       # normalised floats to hand from a loader worker or copy to a GPU; forward normalises them
     resized_hw: Tuple[int, int]
 
 
@@ -90,8 +91,9 @@ class Predictor:
         self.resize = resize_longest(self.max_size)
         self.pad = A.PadIfNeeded(min_height=None, min_width=None, pad_height_divisor=divisor, pad_width_divisor=divisor,
                                  position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0)
-        self.post = post_transforms(self.metadata.mean, self.metadata.std)
-        self.pad_value = [-m / s for m, s in zip(self.metadata.mean, self.metadata.std)]
+        # training's Normalize (post_transforms: (x / 255 - mean) / std) as one multiply-add on the device
+        mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (self.metadata.mean, self.metadata.std))
+        self.scale, self.shift = (1 / (255 * std)).to(self.device), (mean / std).to(self.device)
         model: nn.Module = _Probabilities(self.runtime, self.metadata.output == "logits")
         if TTA_TRANSFORMS[tta] is not None:
             model = ttach.SegmentationTTAWrapper(model, TTA_TRANSFORMS[tta](), merge_mode="mean")
@@ -114,8 +116,7 @@ class Predictor:
         ``image`` is in (None: sRGB); the network sees sRGB, as it was trained (``carseg.data.colour``), converted
         once resized."""
         resized = to_srgb(self.resize(image=image)["image"], profile)
-        padded = self.pad(image=resized)["image"]
-        return Prepared(self.post(image=padded)["image"], resized.shape[:2])
+        return Prepared(np.ascontiguousarray(self.pad(image=resized)["image"]), resized.shape[:2])
 
     def read(self, path: Path, full_hw: Optional[Tuple[int, int]] = None) -> Prepared:
         """A photo file -> network input, without decoding it at full size (safe in a DataLoader worker).
@@ -135,14 +136,15 @@ class Predictor:
     @torch.inference_mode()
     def forward(self, prepared: Sequence[Prepared]) -> List[np.ndarray]:
         """Probability maps (float32) at network resolution, each cropped to its photo's resized area."""
-        height = max(p.tensor.shape[1] for p in prepared)
-        width = max(p.tensor.shape[2] for p in prepared)
-        batch = torch.tensor(self.pad_value).view(1, 3, 1, 1).repeat(len(prepared), 1, height, width)
+        height = max(p.image.shape[0] for p in prepared)
+        width = max(p.image.shape[1] for p in prepared)
+        images = np.zeros((len(prepared), height, width, 3), np.uint8)  # padded with black, as prepare pads
         for i, p in enumerate(prepared):
-            batch[i, :, : p.tensor.shape[1], : p.tensor.shape[2]] = p.tensor
-        batch = batch.to(self.device)
-        if self.device == "cpu" and self.runtime.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
+            images[i, : p.image.shape[0], : p.image.shape[1]] = p.image
+        # NHWC uint8 -> NCHW float: a channels-last view, normalised where the model runs
+        batch = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().mul_(self.scale).sub_(self.shift)
+        if not (self.device == "cpu" and self.runtime.channels_last):
+            batch = batch.contiguous()
         with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             probs = self.model(batch)[:, 0].float().cpu().numpy()
         return [prob[: p.resized_hw[0], : p.resized_hw[1]].copy() for prob, p in zip(probs, prepared)]

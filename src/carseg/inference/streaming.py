@@ -97,6 +97,8 @@ def _finish_held(job: Any, extras: Any, prob: np.ndarray) -> Any:
         heap.released(1)
 
 
+LOADED_TOGETHER = 8  # photos a loader worker hands over at once, whatever the batch size: the hand-over's own cost
+                     # (a queue, a profiler hook) is paid once for them, not per photo of a batch of 1
 DIED = ("a worker process died while finishing this photo (out of memory, or killed); the run goes on, rerun to "
         "retry it")
 
@@ -159,25 +161,26 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
             done(job, future.result())
 
     pool = _Finishers(finish, finishers)  # before the loader: its processes fork from this one alone
-    loader = Loader(_Reads(jobs, read, source), batch_size=batch_size, num_workers=workers,
+    loader = Loader(_Reads(jobs, read, source), batch_size=max(batch_size, LOADED_TOGETHER), num_workers=workers,
                     collate_fn=list, pin_memory=False)
-    bound = 2 * max(batch_size, finishers or available_cores())  # photos in flight: memory does not grow with jobs
+    # photos in flight at most: memory does not grow with the number of jobs
+    bound = 2 * max(batch_size, LOADED_TOGETHER, finishers or available_cores())
     try:
         with progress_bar(progress, total=len(jobs), unit="img") as bar:
-            for batch in loader:
-                good = [item for item in batch if "error" not in item]
-                for item in batch:
+            for loaded in loader:
+                good = [item for item in loaded if "error" not in item]
+                for item in loaded:
                     if "error" in item:
                         yield jobs[item["index"]], None, item["error"]
-                if good:
-                    probs = predictor.forward([item["prepared"] for item in good])
-                    for item, prob in zip(good, probs):
+                for start in range(0, len(good), batch_size):
+                    batch = good[start: start + batch_size]
+                    for item, prob in zip(batch, predictor.forward([item["prepared"] for item in batch])):
                         job = jobs[item["index"]]
                         future = pool.submit(job, item["extras"], prob)
                         future.add_done_callback(partial(finished, job))
                         pending.append((job, future))
                 yield from settle(bound)
-                bar.update(len(batch))
+                bar.update(len(loaded))
             yield from settle(limit=0)
     except BaseException:  # interrupted, or the caller stopped early: the photos being written finish, no more
         pool.close(cancel=True)

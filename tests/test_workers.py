@@ -1,0 +1,52 @@
+"""--workers: photos finished in worker processes come out as in one process, no worker outlives the run, and a
+worker that dies costs only the photos it held."""
+import os
+
+import numpy as np
+import psutil
+from PIL import Image
+
+from carseg.commands.car_segmentation import main as car_segmentation
+from carseg.inference.predictor import Predictor
+from carseg.inference.streaming import DIED, stream
+
+from conftest import red_car_photo
+
+
+def test_outputs_are_the_same_with_any_number_of_workers(tmp_path, oracle_model, call):
+    photos = tmp_path / "in"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for number in range(10):
+        photo = red_car_photo(150 + 10 * number, 240)[0]
+        photo = np.clip(photo + rng.integers(-40, 40, photo.shape), 0, 255).astype(np.uint8)  # edges to refine
+        Image.fromarray(photo).save(photos / f"car_{number}.jpg", quality=90)
+    children = len(psutil.Process().children(recursive=True))
+    outputs = {}
+    for workers in (0, 1, 3):
+        out = tmp_path / f"out_{workers}"
+        # settings that travel to the workers: a threshold that is not the model's, soft edges, a shadow
+        ran = call(car_segmentation, photos, out, oracle_model, "--quiet", "--workers", workers, "--batch-size", 2,
+                   "--threshold", 0.7, "--alpha", "soft", "--shadow", "--save-mask")
+        assert ran.returncode == 0 and ran.stdout.startswith("done 10, skipped 0"), ran
+        outputs[workers] = {path.name: path.read_bytes() for path in out.glob("*.png")}
+        assert len(psutil.Process().children(recursive=True)) == children  # every worker has exited
+    assert len(outputs[0]) == 20 and outputs[1] == outputs[0] and outputs[3] == outputs[0]
+
+
+def test_a_worker_that_dies_costs_only_the_photos_it_held(oracle_model):
+    predictor = Predictor(oracle_model, device="cpu")
+    prepared = predictor.prepare(red_car_photo(64, 96)[0])
+
+    def finish(job: int, extras: None, prob: np.ndarray) -> int:
+        if job == 4:
+            os._exit(1)  # as a crash in a decoder or the out-of-memory killer ends a process
+        return job
+
+    results = list(stream(list(range(40)), predictor, lambda job: (prepared, None), finish, batch_size=1, workers=0,
+                          progress=False, source=lambda job: f"photo{job}.jpg", finishers=2))
+    assert sorted(job for job, _, _ in results) == list(range(40))
+    errors = {job: error for job, _, error in results if error}
+    assert errors[4] == f"photo4.jpg: {DIED}"
+    # the photos sent once the dead worker's were settled went to a new pool: done, in order
+    assert [result for job, result, _ in results if job >= 24] == list(range(24, 40))
