@@ -76,7 +76,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--max-batch", type=int, help="photos per forward pass at most (1: batching off; default: the "
-                        "Predictor's batch size, 8 on GPU, on CPU 8 at 128x192 down to 1 at 512x768: 1 for the general model, 2 for studio)")
+                        "Predictor's batch size, 32 on GPU, on CPU 8 at 128x192 down to 1 at 512x768: 1 for the general model, 2 for studio)")
     parser.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill (default 10)")
     parser.add_argument("--workers", type=int, default=2, help="threads decoding photos and encoding cut-outs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the forward pass (default 1: "

@@ -30,7 +30,7 @@ class Backend(ABC):
 
     name: ClassVar[str]                     # its --backend value
     suffixes: ClassVar[Tuple[str, ...]] = ()  # model files --backend auto gives to it
-    channels_last: ClassVar[bool] = False   # whether the Predictor should feed it NHWC memory on CPU
+    channels_last: ClassVar[bool] = False   # whether the Predictor should feed it NHWC memory
     metadata: ModelMetadata
 
     @abstractmethod

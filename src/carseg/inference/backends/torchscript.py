@@ -49,7 +49,7 @@ class TorchScript(Backend):
 
     name = "torchscript"
     suffixes = (".pth", ".pt")
-    channels_last = True  # oneDNN convolutions: ~20-25% faster on NHWC input on CPU (benchmarks/README.md)
+    channels_last = True  # oneDNN convolutions: ~20-25% faster on NHWC input on CPU (benchmarks/README.md); cuDNN bf16 too
 
     def __init__(self, path: Path, device: str = "cpu"):
         self.module, self.metadata = load_traced(path, device)
