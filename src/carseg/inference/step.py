@@ -32,8 +32,9 @@ class Cut:
 
 
 def cut_out(predictor: Union["Predictor", Refinement], photo: np.ndarray, prob: np.ndarray,
-            options: CutoutOptions = CutoutOptions(), threshold: Optional[float] = None, pictures: bool = True, limits: Optional[OutputLimits] = None,
-            checkpoint: Callable[[], None] = lambda: None, profile: Optional[bytes] = None) -> Cut:
+            options: CutoutOptions = CutoutOptions(), threshold: Optional[float] = None, pictures: bool = True,
+            limits: Optional[OutputLimits] = None, checkpoint: Callable[[], None] = lambda: None,
+            profile: Optional[bytes] = None) -> Cut:
     """``prob`` (from ``Predictor.forward``) at the size of ``photo`` (RGB, or grey without ``pictures``), the mask at
     ``threshold`` (default: the model's), its confidence and, with ``pictures``, the composed cut-out(s).
     ``limits``: the cars found are checked against them before any picture is made (``OutputLimits.check_cars``);
