@@ -19,6 +19,12 @@
     its engine's ``bf16: true`` (bfloat16 autocast) vs fp32, from the same weights on the same
     256x384 batches, alternating epochs, 2 torch threads, wall time.           goal: >= 1.5x
 
+(e) engines, when CUDA is present: configs/general.yml's model trained a few epochs from the cache
+    (``prepare_dataset.py --cache``) under GPUEngine fp32, fp16 AMP, bf16 and DDP (world size 1, in this process),
+    from configs/engines/*.yml: images/s, peak GPU memory, validation Dice; and configs/real.yml's recipe at 256x384.
+    goals: real recipe >= 400 images/s at 256x384; AMP >= 1.5x fp32 at 512x768 with Dice within 0.005. Without CUDA
+    one line says it is skipped.
+
     python benchmarks/train_benchmark.py                    # generates 40 synthetic 1918x1280 photos
     python benchmarks/train_benchmark.py --data-dir data    # Carvana layout: train/*.jpg, train_masks/*_mask.gif
 """
@@ -26,6 +32,7 @@ import argparse
 import contextlib
 import io
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -58,6 +65,7 @@ from carseg.training.losses import BCEDiceLoss
 from carseg.training.models.unet import UNet
 
 DATA_GOAL, LOOP_GOAL, ADDITIONS_GOAL, PRECISION_GOAL, MIN_MASK_IOU = 2.5, 1.10, 1.05, 1.5, 0.98
+RECIPE_GOAL, AMP_GOAL, AMP_DICE_GOAL = 400, 1.5, 0.005  # (e), issue 26: images/s at 256x384; AMP / fp32 at 512x768
 STEPS = ("image", "mask", "transforms")
 
 
@@ -421,6 +429,183 @@ def bench_precision(dataset, args) -> dict:
                                  for name, b in (("fp32", False), ("bf16", True)))}
 
 
+# ----------------------------------------------------------------------------- (e) GPU engines
+ENGINES_DIR = Path(__file__).resolve().parents[1] / "configs" / "engines"
+
+
+def engine_variants(device: str) -> "OrderedDict[str, dict]":
+    """Engine params per variant, from ``configs/engines/*.yml`` as a user overlays them: on ``cuda`` GPUEngine fp32,
+    fp16 AMP, bf16 and DDP (world size 1); on ``cpu`` the CPU engines the same code runs (tests)."""
+    import socket
+
+    import yaml
+
+    def overlay(name: str, **sets) -> dict:
+        params = yaml.safe_load((ENGINES_DIR / f"{name}.yml").read_text())["engine"]
+        return {**params, **sets}
+
+    with socket.socket() as sock:  # a free port for the DDP process group
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ddp = {"num_node_workers": 1, "world_size": 1, "port": port, "address": "127.0.0.1"}
+    if device == "cuda":
+        return OrderedDict([("fp32", overlay("gpu")), ("fp16 AMP", overlay("gpu_amp")), ("bf16", overlay("gpu", bf16=True)),
+                            ("DDP x1", overlay("ddp", **ddp))])
+    return OrderedDict([("fp32", overlay("cpu")), ("bf16", overlay("cpu", bf16=True)),
+                        ("DDP x1", overlay("ddp", **ddp, cpu=True, process_group_kwargs={"backend": "gloo"}))])
+
+
+def throughput_callback(device: str):
+    """A Catalyst callback: images and seconds of each train loader pass (``.epochs``), the device synchronised at
+    both ends so queued GPU work is counted."""
+    from catalyst import dl
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    class Throughput(dl.Callback):
+        def __init__(self):
+            super().__init__(order=dl.CallbackOrder.External)
+            self.epochs: List[Tuple[int, float]] = []
+
+        def on_loader_start(self, runner) -> None:
+            if runner.is_train_loader:
+                sync()
+                self._images, self._started = 0, time.perf_counter()
+
+        def on_batch_end(self, runner) -> None:
+            if runner.is_train_loader:
+                self._images += runner.batch_size
+
+        def on_loader_end(self, runner) -> None:
+            if runner.is_train_loader:
+                sync()
+                self.epochs.append((self._images, time.perf_counter() - self._started))
+
+    return Throughput()
+
+
+def measure_engine(engine_params: dict, make_model, loaders, epochs: int, device: str) -> dict:
+    """Train ``make_model()`` for ``epochs`` through Catalyst under the engine ``engine_params`` builds (a DDP engine
+    as rank 0 of a world of one, in this process): train images/s after the first epoch (warm-up: cuDNN's choices,
+    worker start; the only one if ``epochs`` is 1), peak GPU memory (None on CPU) and the last validation Dice."""
+    from catalyst import dl
+
+    from carseg.data.loader import release_workers
+    from carseg.registry import registry
+    from carseg.training.callbacks import ChannelsLastCallback
+
+    engine = registry().get_from_params(**engine_params)
+    distributed = isinstance(engine, dl.DistributedDataParallelEngine)
+
+    class Runner(dl.SupervisedRunner):
+        def _run(self) -> None:
+            if not distributed:
+                return super()._run()
+            self.engine = self.get_engine()
+            self._run_local(0, 1)  # what engine.spawn runs in each process, here in this one
+
+    torch.manual_seed(0)
+    model = make_model()
+    throughput = throughput_callback(device)
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    runner = Runner(input_key="features", output_key="logits", target_key="targets", loss_key="loss")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            runner.train(model=model, criterion=BCEDiceLoss(), optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3),
+                         loaders=loaders, engine=engine, num_epochs=epochs, verbose=False, timeit=False,
+                         valid_loader="valid", valid_metric="loss", minimize_valid_metric=True, callbacks=[
+                             dl.BatchTransformCallback(transform=torch.sigmoid, scope="on_batch_end", input_key="logits",
+                                                       output_key="probs"),
+                             dl.DiceCallback(input_key="probs", target_key="targets", threshold=0.5),
+                             ChannelsLastCallback(), throughput])
+    finally:
+        release_workers(runner)  # the engine's prepared loaders' persistent workers, as catalyst-dl run does
+    timed = throughput.epochs[1:] or throughput.epochs
+    return {"images_per_s": sum(n for n, _ in timed) / sum(s for _, s in timed),
+            "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+            "dice": float(runner.epoch_metrics["valid"]["dice"]), "epochs": len(throughput.epochs)}
+
+
+def cached_loaders(data_dir: Path, config: Path, image_hw: Tuple[int, int], batch_size: int, workers: int,
+                   images_per_epoch: int) -> "OrderedDict[str, DataLoader]":
+    """``config``'s Experiment (augmentations, soft masks) at ``image_hw`` reading the cache
+    (``prepare_dataset.py --cache``, built here if missing), its train rows repeated to ``images_per_epoch``."""
+    from cache_benchmark import experiment_for  # noqa: E402 - benchmarks/ is the script's folder
+    from carseg.commands.prepare_dataset import main as prepare
+
+    sets = [f"experiment.image_size=[{image_hw[0]},{image_hw[1]}]", f"experiment.batch_size={batch_size}",
+            f"experiment.num_workers={workers}"]
+    experiment = experiment_for(config, data_dir, True, sets)
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = prepare(["--datapath", str(data_dir), "--cache", *map(str, image_hw),
+                        *(["--soft-masks"] if experiment.soft_masks else [])])
+    if code != 0:
+        raise SystemExit(f"(e) bin/prepare_dataset.py --datapath {data_dir} --cache failed")
+    split = experiment.get_split()
+    split["train"] = pd.concat([split["train"]] * -(-images_per_epoch // len(split["train"])), ignore_index=True)
+    experiment.get_split = lambda: split
+    return experiment.get_loaders()
+
+
+def bench_engines(data_dir: Path, args, device: str) -> dict:
+    """(e): configs/general.yml's model under each engine variant at ``--gpu-size``, and configs/real.yml's recipe
+    (its model and bf16 engine) at 256x384."""
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    general, real = (load_configs([configs / name]) for name in ("general.yml", "real.yml"))
+    workers = args.gpu_workers if args.gpu_workers is not None else max(1, min(14, (os.cpu_count() or 2) - 2))
+    loaders = cached_loaders(data_dir, configs / "real.yml", args.gpu_size, args.gpu_batch, workers, args.gpu_images)
+    results = OrderedDict()
+    for name, params in engine_variants(device).items():
+        results[name] = measure_engine(params, lambda: build_model(general, configs / "general.yml"), loaders,
+                                       args.gpu_epochs, device)
+        print(f"    (e) {name}: {results[name]}", flush=True)
+    recipe_loaders = cached_loaders(data_dir, configs / "real.yml", (256, 384), args.gpu_batch, workers, args.gpu_images)
+    engine = engine_variants(device)["bf16" if real["engine"].get("bf16") else "fp32"]
+    recipe = measure_engine(engine, lambda: build_model(real, configs / "real.yml"), recipe_loaders, args.gpu_epochs, device)
+    print(f"    (e) real recipe at 256x384: {recipe}", flush=True)
+    return {"variants": results, "recipe": recipe, "workers": workers}
+
+
+def engines_device(choice: str) -> Optional[str]:
+    """The device (e) runs on, or None after one line saying why it is skipped."""
+    if choice == "skip":
+        return None
+    if choice == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    why = ("this torch is built without CUDA" if torch.version.cuda is None
+           else f"no CUDA device visible (torch {torch.__version__}, CUDA {torch.version.cuda})")
+    print(f"(e) GPU engines: skipped, {why}; the GPU figures are not measured (--engines cpu runs the section on CPU)",
+          flush=True)
+    return None
+
+
+def print_engines(engines: dict, args, device: str) -> None:
+    h, w = args.gpu_size
+    print(f"(e) engines, configs/general.yml's model, {h}x{w}, batch {args.gpu_batch}, {args.gpu_epochs} epochs of "
+          f"{args.gpu_images} cached images ({engines['workers']} workers; images/s after the first epoch), {device}:")
+    for name, r in engines["variants"].items():
+        peak = f"{r['peak_gb']:.2f} GB" if r["peak_gb"] is not None else "n/a (CPU)"
+        print(f"    {name:<10}{r['images_per_s']:>9.1f} images/s   peak memory {peak:<12} valid Dice {r['dice']:.4f}")
+    variants = engines["variants"]
+    if "fp16 AMP" in variants:
+        ratio = variants["fp16 AMP"]["images_per_s"] / variants["fp32"]["images_per_s"]
+        dice = abs(variants["fp16 AMP"]["dice"] - variants["fp32"]["dice"])
+        size_note = "" if (h, w) == (512, 768) else f" (goal set at 512x768; measured at {h}x{w})"
+        print(f"{'    AMP / fp32 images/s':<44}{ratio:>11.2f}x  {'>= %.1fx' % AMP_GOAL:>8}  "
+              f"{'PASS' if ratio >= AMP_GOAL else 'FAIL'}{size_note}")
+        print(f"{'    |Dice AMP - fp32|':<44}{dice:>12.4f}  {'<= %.3f' % AMP_DICE_GOAL:>8}  "
+              f"{'PASS' if dice <= AMP_DICE_GOAL else 'FAIL'}")
+    rate = engines["recipe"]["images_per_s"]
+    print(f"{'    real recipe (real.yml) at 256x384':<44}{rate:>7.0f} img/s  {'>= %d' % RECIPE_GOAL:>8}  "
+          f"{('PASS' if rate >= RECIPE_GOAL else 'FAIL') if device == 'cuda' else '(goal for a GPU)'}")
+
+
 # ----------------------------------------------------------------------------- main
 def parse_hw(text: str) -> Tuple[int, int]:
     parts = [int(p) for p in text.lower().replace("x", ",").split(",")]
@@ -450,6 +635,14 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-loop", action="store_true")
     parser.add_argument("--precision-batches", type=int, default=8, help="(d) train batches at --image-size [8]")
     parser.add_argument("--skip-precision", action="store_true")
+    parser.add_argument("--engines", choices=("auto", "cpu", "skip"), default="auto",
+                        help="(e) GPU engines: auto runs them when CUDA is present (else one line says why not); cpu runs "
+                             "the same section with the CPU engines, to check it [auto]")
+    parser.add_argument("--gpu-size", type=parse_hw, default=(512, 768), help="(e) H,W of the engine matrix [512,768]")
+    parser.add_argument("--gpu-batch", type=int, default=32, help="(e) [32]")
+    parser.add_argument("--gpu-epochs", type=int, default=3, help="(e) epochs per engine; the first is warm-up [3]")
+    parser.add_argument("--gpu-images", type=int, default=1024, help="(e) train images per epoch (rows repeated) [1024]")
+    parser.add_argument("--gpu-workers", type=int, help="(e) loader workers [cores - 2, at most 14]")
     args = parser.parse_args(argv)
 
     warnings.filterwarnings("ignore")
@@ -493,6 +686,11 @@ def main(argv=None) -> int:
             precision = bench_precision(our_dataset(pairs, args.image_size, "valid"), args)
             print(f"(d) done in {time.perf_counter() - t:.0f}s; after one epoch from the same weights: "
                   f"{precision['check']}", flush=True)
+        engines, device = None, engines_device(args.engines)
+        if device is not None:
+            t = time.perf_counter()
+            engines = bench_engines(data_dir, args, device)
+            print(f"(e) done in {time.perf_counter() - t:.0f}s", flush=True)
 
     h, w = args.image_size
     print()
@@ -534,6 +732,8 @@ def main(argv=None) -> int:
               f"  (per pair {lo:.2f}-{hi:.2f}x)")
         print(f"    fp32 {precision['s'][False]:.2f} s, bf16 {precision['s'][True]:.2f} s per epoch (wall, 2 torch threads): "
               f"{precision['batches']} batches of {args.batch_size} at {h}x{w}, configs/real.yml's model, channels-last")
+    if engines:
+        print_engines(engines, args, device)
     return 0
 
 

@@ -94,15 +94,20 @@ def test_corrupt_photo_is_one_line_and_the_rest_is_cached(call, dataset_copy):
 
 
 def test_training_from_the_cache(call, dataset_copy, tmp_path):
-    """configs/demo.yml with experiment.cached: true trains from the cache's arrays (workers as in a real run); a
-    config whose size has no cache, or a CSV of another size's cache, is one line with the command to run."""
+    """configs/demo.yml with experiment.cached: true trains from the cache's arrays (a loader worker, augmentations
+    as in a real run) and, from the same seed, exactly as from the photos; a config whose size has no cache, or a
+    CSV of another size's cache, is one line with the command to run."""
     assert call(prepare, "--datapath", dataset_copy, "--cache", *SIZE).returncode == 0
-    logdir = tmp_path / "logs"
+    metrics = {}
+    for cached in (False, True):
+        logdir = tmp_path / f"logs-{cached}"
+        config = overlay(tmp_path, dataset_copy, cached=cached, num_workers=1)
+        result = call(catalyst_dl_main, "run", "-C", "configs/demo.yml", config, "--logdir", logdir, "--seed", 3)
+        assert result.returncode == 0, result.stderr[-3000:]
+        metrics[cached] = pd.read_csv(logdir / "csv_logger" / "valid.csv")[["loss", "dice"]]
+    assert len(metrics[True]) == 2 and metrics[True]["dice"].between(0, 1).all()
+    pd.testing.assert_frame_equal(metrics[True], metrics[False])  # one seed, one run: the same inputs
     config = overlay(tmp_path, dataset_copy, cached=True, num_workers=1)
-    result = call(catalyst_dl_main, "run", "-C", "configs/demo.yml", config, "--logdir", logdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    valid = pd.read_csv(logdir / "csv_logger" / "valid.csv")
-    assert len(valid) == 2 and valid["dice"].between(0, 1).all()
     other = call(catalyst_dl_main, "run", "-C", "configs/demo.yml", config, "--set", "experiment.image_size=[32,48]",
                  "--logdir", tmp_path / "other")
     lines = other.stderr.strip().splitlines()

@@ -54,6 +54,7 @@ def _building(source: str) -> Iterator[None]:
 def run(args: argparse.Namespace) -> None:
     """Merge, validate and run the configs through Catalyst's config runner."""
     from catalyst.contrib.scripts.run import run_from_params
+    from catalyst.utils.misc import set_global_seed
 
     from carseg.compat.hydra import build_with_vars
     from carseg.config import catalyst_params, save_config, train_calls
@@ -67,6 +68,9 @@ def run(args: argparse.Namespace) -> None:
     logdirs = {entry["logdir"] for entry in train_calls(config) if entry.get("logdir")}
     for logdir in logdirs:
         save_config(config, Path(logdir), args.configs)
+    # The model's first weights are drawn as the config is built, before Catalyst seeds the run: seeded here too,
+    # so one seed gives one run (Catalyst's default seed, 42, when the config names none)
+    set_global_seed(next((call["seed"] for call in train_calls(config) if call.get("seed") is not None), 42))
     with _building(source):
         params = build_with_vars(catalyst_params(config))  # this run's _var_ objects only, not an earlier run's
     try:

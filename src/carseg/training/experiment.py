@@ -19,6 +19,12 @@ from carseg.errors import CarsegError
 def _worker_init(_: int) -> None:
     # Each loader worker is its own process: OpenCV's own thread pool would oversubscribe the cores.
     cv2.setNumThreads(1)
+    # albumentations >= 2 draws from the pipeline's own generators, seeded from the OS unless told: seeded from the
+    # worker's seed (torch's, drawn from the run's seed), the augmentations follow the run's seed like the rest
+    worker = torch.utils.data.get_worker_info()
+    transforms = getattr(worker.dataset, "transforms", None) if worker is not None else None
+    if hasattr(transforms, "set_random_seed"):
+        transforms.set_random_seed(worker.seed % 2**32)
 
 
 class Experiment:
