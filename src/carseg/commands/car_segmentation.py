@@ -2,12 +2,11 @@
 import argparse
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
-from urllib.parse import unquote, urlparse
 
 from carseg.commands.model_options import add_model_options, load_predictor, predictor_kwargs
 from carseg.cores import available_cores
+from carseg.data.storage import Place, location, object_store
 from carseg.errors import CarsegError, printable
 from carseg.inference.options import add_arguments, check_format, cutout_options
 from carseg.interrupts import exit_cleanly
@@ -29,24 +28,23 @@ def parse_shard(text: str) -> Tuple[int, int]:
     return index, count
 
 
-def folder(text: str) -> Path:
-    """IN or OUT: a path, or a ``file://`` URI (what Ray clusters name shared folders by). Object stores are for a
-    mount (s3fs, gcsfuse) to turn into a folder: carseg writes files there one by one, atomically."""
-    parsed = urlparse(text)
-    if parsed.scheme == "file":
-        return Path(unquote(parsed.path))
-    if len(parsed.scheme) > 1 and parsed.netloc:  # s3://bucket/..., gs://..., http://... (not C:\ on Windows)
-        raise argparse.ArgumentTypeError(f"{text}: only folders (a path or file://) are read and written; mount "
-                                         f"{parsed.scheme}:// storage as a folder (s3fs, gcsfuse) and give its path")
-    return Path(text)
+def folder(text: str) -> Place:
+    """IN or OUT: a path, or a URI that pyarrow opens (``s3://``, ``gs://``, ``file://``: carseg.data.storage)."""
+    try:
+        return location(text)
+    except CarsegError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Cut cars out of every photo in IN and write them to OUT (RGBA PNG by default).")
-    parser.add_argument("input", type=folder, metavar="IN", help="folder of photos (a path or a file:// URI)")
-    parser.add_argument("output", type=folder, metavar="OUT", help="folder for the cut-outs (created if needed)")
+    parser.add_argument("input", type=folder, metavar="IN",
+                        help="folder of photos: a path, or a URI that pyarrow opens (file://; s3://, gs:// with --ray), "
+                             "with credentials from the environment as pyarrow reads them (AWS_*, "
+                             "GOOGLE_APPLICATION_CREDENTIALS, instance roles)")
+    parser.add_argument("output", type=folder, metavar="OUT", help="folder for the cut-outs (created if needed), as IN")
     add_model_options(parser)
     add_arguments(parser)  # the cut-out options and --format
     parser.add_argument("--review-below", type=float, default=0.5, metavar="C",
@@ -66,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recursive", action="store_true", help="include subfolders (mirrored in OUT)")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="process only shard I of N (0-based), for job arrays")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    ray = parser.add_argument_group("Ray Data", "run on Ray (IN and OUT: folders every node sees)")
+    ray = parser.add_argument_group("Ray Data", "run on Ray (IN and OUT: folders every node sees, or object storage)")
     ray.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                      help="cut out on Ray Data: no ADDRESS starts a local Ray for the run; auto or ray://HOST:10001 "
                           "joins a cluster")
@@ -112,6 +110,10 @@ def _run(args: argparse.Namespace) -> int:
         if not 0 <= args.review_below <= 1:
             raise CarsegError(f"--review-below {args.review_below}: must be in [0, 1]")
         check_format(args.format, options.background)
+        stored = next((place for place in (args.input, args.output) if object_store(place)), None)
+        if stored is not None and args.ray is None:  # the local run forks its workers: object store clients do not fork
+            raise CarsegError(f"{stored}: object storage is read and written by --ray runs; add --ray (a local Ray "
+                              "is started for the run)")
         jobs, ignored = plan_jobs(args.input, args.output, args.format, args.save_mask, args.recursive, parse_shard(args.shard))
         check_writable(args.output)
         predictor = load_predictor(args, announce=not args.quiet)

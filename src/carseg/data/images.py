@@ -12,8 +12,8 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageOps
 
-from carseg.atomic import write_bytes_atomic
 from carseg.data.colour import rgb_profile, to_srgb
+from carseg.data.storage import contents, readable, write_atomic
 from carseg.errors import CarsegError
 
 # Every Image.open in carseg reads HEIC/HEIF (pillow-heif; AVIF is Pillow's own): registered here, once
@@ -56,9 +56,9 @@ def reduction_factor(full_hw: Tuple[int, int], target_hw: Tuple[int, int]) -> in
 
 
 def image_size(path: Path) -> Tuple[int, int]:
-    """(height, width) of an image read from its header only."""
+    """(height, width) of an image read from its header only (a file, or a stored one's bytes: carseg.data.storage)."""
     try:
-        with Image.open(path) as img:
+        with Image.open(readable(path)) as img:
             width, height = img.size
     except Image.DecompressionBombError:
         raise CarsegError(f"{path}: over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, more than any photo "
@@ -98,7 +98,7 @@ def read_photo(path: Path, target_hw: Optional[Tuple[int, int]] = None,
     if target_hw is not None and full_hw is not None and Path(path).suffix.lower() in (".jpg", ".jpeg"):
         reduction = reduction_factor(full_hw, target_hw)
     try:
-        data = Path(path).read_bytes()
+        data = contents(path)
     except OSError as exc:
         raise CarsegError(f"{path}: cannot read file ({exc.strerror}); check that it exists and is readable") from exc
     photo = decode_photo(data, reduction)
@@ -182,8 +182,7 @@ def write_image_atomic(path: Path, image: np.ndarray, fmt: str, in_place: bool =
     encoded = encode_image(image, fmt, in_place, profile, exif)
     if encoded is None:
         raise CarsegError(f"{path}: could not encode as {fmt}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, encoded)
+    write_atomic(path, encoded)
 
 
 def encode_image(image: np.ndarray, fmt: str, in_place: bool = False, profile: Optional[bytes] = None,

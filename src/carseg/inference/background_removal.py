@@ -1,8 +1,8 @@
 """Background removal of a folder: plan one job per photo, stream them through the Predictor, write cut-outs."""
 import csv
+import io
 import os
 import re
-import tempfile
 import time
 import zlib
 from contextlib import contextmanager
@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from carseg.atomic import atomic_path
 from carseg.data.exif import kept_exif
+from carseg.data.storage import Place, check_writable as writable, contents, fetched, files_among, write_atomic
 from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, check_pixels, read_photo, write_image_atomic
 from carseg.errors import CarsegError, failure
 from carseg.inference.options import CutoutOptions, OutputLimits, TooLarge
@@ -27,11 +27,11 @@ from carseg.interrupts import interrupted
 
 @dataclass
 class Job:
-    """One input photo and where its outputs go."""
+    """One input photo and where its outputs go (paths, or URIs' StoredPaths: carseg.data.storage)."""
 
-    source: Path
-    output: Path
-    mask: Optional[Path]
+    source: Place
+    output: Place
+    mask: Optional[Place]
 
 
 SUMMARY_CSV = "summary.csv"
@@ -75,11 +75,11 @@ class Summary:
         return line
 
 
-def _earlier_rows(path: Path) -> Dict[str, Dict[str, str]]:
+def _earlier_rows(path: Place) -> Dict[str, Dict[str, str]]:
     """The rows of an earlier run's summary.csv by photo (none when absent or unreadable)."""
     try:
-        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
-            return {row["photo"]: row for row in csv.DictReader(handle)}
+        text = contents(path).decode("utf-8", errors="surrogateescape")
+        return {row["photo"]: row for row in csv.DictReader(io.StringIO(text, newline=""))}
     except (OSError, UnicodeDecodeError, csv.Error, KeyError):
         return {}
 
@@ -121,13 +121,13 @@ def _skipped_row(job: Job, earlier: Dict[str, str]) -> PhotoRow:
     return PhotoRow(str(job.source), str(job.output), "skipped", **kept)
 
 
-def write_summary_csv(path: Path, rows: List[PhotoRow]) -> None:
+def write_summary_csv(path: Place, rows: List[PhotoRow]) -> None:
     """``rows`` as ``path`` (atomically)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        writer = csv.DictWriter(handle, [f.name for f in fields(PhotoRow)])
-        writer.writeheader()
-        writer.writerows(asdict(row) for row in rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, [f.name for f in fields(PhotoRow)])
+    writer.writeheader()
+    writer.writerows(asdict(row) for row in rows)
+    write_atomic(path, text.getvalue().encode("utf-8", errors="surrogateescape"))
 
 
 def instance_path(output: Path, number: int) -> Path:
@@ -175,11 +175,10 @@ def plan_jobs(in_dir: Path, out_dir: Path, fmt: str, save_mask: bool, recursive:
     return jobs, len(files) - len(images)
 
 
-def check_writable(out_dir: Path) -> None:
+def check_writable(out_dir: Place) -> None:
     """Create ``out_dir`` if needed and prove a file can be written there, before any model is loaded."""
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out_dir).close()
+        writable(out_dir)
     except OSError as exc:
         raise CarsegError(f"{out_dir}: cannot write there ({exc.strerror or exc}); choose another OUT folder") from None
 
@@ -213,14 +212,16 @@ class PhotoWork:
         """Everything but the Predictor: what :meth:`load` takes beside the Predictor's arguments."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "predictor"}
 
-    def read(self, job: Job) -> Tuple[Prepared, None]:
-        """The network input. Only it travels from the loader workers (a reduced-scale JPEG decode, not 7 MB per
-        photo); the full-size photo is decoded where the cut-out needs it, in ``finish``. A photo over
+    def read(self, job: Job) -> Tuple[Prepared, Place]:
+        """The network input, and the photo for ``finish`` (its path; a stored photo with its bytes). Only they travel
+        from the loader workers (a reduced-scale JPEG decode, not 7 MB per photo); the full-size photo is decoded where
+        the cut-out needs it, in ``finish``. A photo over
         ``max_megapixels``, or whose cut-out could grow over it (crop margins, canvas), fails from its header alone."""
-        height, width = check_pixels(job.source, self.max_megapixels)
+        source = fetched(job.source)  # a stored photo is fetched once, for its header, this and ``finish``
+        height, width = check_pixels(source, self.max_megapixels)
         with naming(job.source):
             self.limits.check(self.options, self.fmt, width, height)
-        return self.predictor.read(job.source, (height, width)), None
+        return self.predictor.read(source, (height, width)), source
 
     @property
     def limits(self) -> OutputLimits:
@@ -231,9 +232,9 @@ class PhotoWork:
         """What ``finish`` does, without the model: what a worker process holds."""
         return Finishing(self.predictor.refinement, self.options, self.fmt, self.limits)
 
-    def finish(self, job: Job, extras: Any, prob: np.ndarray) -> PhotoRow:
+    def finish(self, job: Job, source: Optional[Place], prob: np.ndarray) -> PhotoRow:
         """The photo's cut-out(s) and mask written (``Finishing``), and its summary row."""
-        return self.finishing()(job, extras, prob)
+        return self.finishing()(job, source, prob)
 
     def run(self, jobs: List[Job]) -> List[PhotoRow]:
         """``jobs`` read, run through the model in one batch and finished: a row each, a failure as a row with its
@@ -243,13 +244,13 @@ class PhotoWork:
         inputs = []
         for job in jobs:
             try:
-                inputs.append((job, self.read(job)[0]))
+                inputs.append((job, *self.read(job)))
             except Exception as exc:  # one odd file, one row
                 rows[id(job)] = failed(job, exc)
-        probs = self.predictor.forward([prepared for _, prepared in inputs]) if inputs else []
-        for (job, _), prob in zip(inputs, probs):
+        probs = self.predictor.forward([prepared for _, prepared, _ in inputs]) if inputs else []
+        for (job, _, source), prob in zip(inputs, probs):
             try:
-                rows[id(job)] = self.finish(job, None, prob)
+                rows[id(job)] = self.finish(job, source, prob)
             except Exception as exc:
                 rows[id(job)] = failed(job, exc)
         return [rows[id(job)] for job in jobs]
@@ -264,10 +265,11 @@ class Finishing:
     fmt: str
     limits: OutputLimits
 
-    def __call__(self, job: Job, _: Any, prob: np.ndarray) -> PhotoRow:
+    def __call__(self, job: Job, source: Optional[Place], prob: np.ndarray) -> PhotoRow:
         """Decode + upsample + compose + encode + write; the photo's summary row. The pictures carry the photo's
-        colour profile, and its EXIF as ``keep_metadata`` and ``keep_location`` say."""
-        photo = read_photo(job.source)
+        colour profile, and its EXIF as ``keep_metadata`` and ``keep_location`` say. ``source``: the photo as
+        ``PhotoWork.read`` had it (a stored one with its bytes); None: ``job.source``."""
+        photo = read_photo(source or job.source)
         with naming(job.source):
             cut = cut_out(self.refinement, photo.pixels, prob, self.options, limits=self.limits, profile=photo.profile)
         exif = kept_exif(photo.exif, self.options.keep_metadata, self.options.keep_location)
@@ -301,14 +303,18 @@ def remove_backgrounds(jobs: List[Job], work: PhotoWork, batch_size: int = 8, wo
     summary = Summary(cars=0 if options.instances else None, review_below=review_below, summary_csv=summary_csv)
     earlier = _earlier_rows(summary_csv) if summary_csv is not None else {}
 
+    first = (lambda job: instance_path(job.output, 1)) if options.instances else (lambda job: job.output)
+    # asked at once: in object storage one listing, not a request per photo
+    present = set() if overwrite else files_among(p for job in jobs for p in (job.mask, first(job)) if p is not None)
+
     def done(job: Job) -> bool:
-        if job.mask is not None and not job.mask.is_file():
+        if job.mask is not None and job.mask not in present:
             return False
         if not options.instances:
-            return job.output.is_file()
+            return job.output in present
         row = earlier.get(str(job.source), {})
         no_car = row.get("output") == str(job.output) and row.get("status") in ("done", "skipped") and row.get("cars") == "0"
-        return no_car or instance_path(job.output, 1).is_file()
+        return no_car or first(job) in present
 
     todo = [job for job in jobs if overwrite or not done(job)]
     summary.skipped = len(jobs) - len(todo)

@@ -2,15 +2,16 @@
 
 The same jobs, per-photo work (:class:`~carseg.inference.background_removal.PhotoWork`) and summary as the local run;
 only the scheduling differs: a Ray Data pipeline streams the jobs through a pool of actors, each holding one
-Predictor, with Ray's backpressure and retries. IN and OUT are folders every node sees (a shared file system).
+Predictor, with Ray's backpressure and retries. IN and OUT are folders every node sees (a shared file system) or
+URIs that pyarrow opens (s3://, gs://: carseg.data.storage), read and written by the actors themselves.
 No ADDRESS: a local Ray is started for the run and stopped after it; ``auto`` or ``ray://HOST:PORT``: a cluster.
 """
 import logging
 import os
+import pickle
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, fields
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -26,7 +27,8 @@ BATCH = 8        # photos per Ray task by default: amortises Ray's per-task cost
 
 
 class CutOutActor:
-    """One Ray actor: loads the Predictor once, then cuts out batches of jobs (rows of source, output and mask paths).
+    """One Ray actor: loads the Predictor once, then cuts out batches of jobs (each row a pickled Job: its paths, or
+    its StoredPaths with their filesystems' options).
     Every photo comes back as a row of ``OUT/summary.csv``: a photo that fails is a row with its error line.
 
     A run's subclass carries the work's settings as class attributes (:func:`actor_class`): Ray ships them with the
@@ -43,8 +45,7 @@ class CutOutActor:
         self.heap = Heap()  # as in the local stream: full-resolution arrays reused, not faulted in afresh
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, List[str]]:
-        jobs = [Job(Path(source), Path(output), Path(mask) if mask else None)
-                for source, output, mask in zip(batch["source"], batch["output"], batch["mask"])]
+        jobs = [pickle.loads(job) for job in batch["job"]]
         rows = [asdict(row) for row in self.photos.run(jobs)]
         self.heap.released(len(jobs))
         return {name.name: [row[name.name] for row in rows] for name in fields(PhotoRow)}
@@ -121,8 +122,7 @@ def run_on_ray(jobs: List[Job], work: PhotoWork, predictor: Dict[str, Any], batc
     context.enable_operator_progress_bars = False
     context.max_errored_blocks = len(jobs)  # a batch that failed twice is reported below, the others go on
     actors, cpus, gpus = actor_plan(actors, cpus, gpus)
-    items = [{"source": str(job.source), "output": str(job.output), "mask": "" if job.mask is None else str(job.mask)}
-             for job in jobs]
+    items = [{"job": pickle.dumps(job)} for job in jobs]
     with warnings.catch_warnings():  # Ray 2.60 has no named parameter for restarts and retries yet
         warnings.simplefilter("ignore", DeprecationWarning)
         dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items) // batch_size)).map_batches(
