@@ -92,3 +92,14 @@ def test_a_local_run_on_file_uris_equals_one_on_folders(call, tmp_path, oracle_m
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "uris" / name).read_bytes(), name
     again = call(car_segmentation, photos.as_uri(), (tmp_path / "uris").as_uri(), oracle_model, "--quiet", "--save-mask")
     assert "done 0, skipped 3 (already there), failed 1" in again.stdout
+
+
+def test_out_is_in_as_a_uri_reruns_skip_their_own_outputs(call, tmp_path, oracle_model):
+    photos = tmp_path / "in"
+    photos.mkdir()
+    for number in range(2):
+        cv2.imwrite(str(photos / f"car_{number}.jpg"), red_car_photo(160, 240 + 17 * number)[0][..., ::-1])
+    first = call(car_segmentation, photos.as_uri(), photos.as_uri(), oracle_model, "--workers", "0", "--quiet")
+    again = call(car_segmentation, photos.as_uri(), photos.as_uri(), oracle_model, "--workers", "0", "--quiet",
+                 "--overwrite")
+    assert first.returncode == again.returncode == 0 and "done 2, skipped 0" in again.stdout, again.stdout  # not 4
