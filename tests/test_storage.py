@@ -8,6 +8,7 @@ import pytest
 
 from carseg.commands.car_segmentation import main as car_segmentation
 from carseg.data.storage import StoredPath, check_writable, files_among, location, object_store, write_atomic
+from carseg.errors import CarsegError
 from carseg.inference.background_removal import plan_jobs
 
 from conftest import red_car_photo
@@ -54,7 +55,10 @@ def test_object_stores_put_once_and_are_told_apart():
     assert object_store(StoredPath(s3, "bucket/photos", "s3")) and not object_store(Path("photos"))
     assert object_store(StoredPath(fs_module.SubTreeFileSystem("bucket", s3), "photos", "s3"))
     assert location("C:\\photos") == Path("C:\\photos") and location("photos") == Path("photos")
-    assert str(location("file:///tmp/photos/")) == "file:///tmp/photos"
+    assert str(location("file:///tmp/photos/")) == "file:///tmp/photos" and str(location("file:/tmp/a%20b")) == "file:///tmp/a b"
+    with pytest.raises(CarsegError) as refused:  # credentials in a URI are never shown
+        location("foo://KEY:SECRET@bucket/photos?secret_key=SECRET")
+    assert str(refused.value).startswith("foo://bucket/photos: cannot open it (") and "SECRET" not in str(refused.value)
 
 
 def test_plan_jobs_on_a_stored_folder_as_on_a_path(tree, tmp_path):

@@ -6,7 +6,7 @@ once, files listed at once) are this module's functions, for both.
 
 Credentials come from the environment as pyarrow reads them (S3: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
 ``AWS_PROFILE``, an instance role; GCS: ``GOOGLE_APPLICATION_CREDENTIALS``, the machine's account). Names shown in
-lines and in ``summary.csv`` never carry a URI's ``user:password@`` part.
+lines and in ``summary.csv`` never carry a URI's ``user:password@`` or query (where pyarrow also takes keys).
 """
 import errno
 import io
@@ -17,7 +17,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Iterable, Iterator, List, Optional, Set, Union
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 from carseg.atomic import write_bytes_atomic
 from carseg.errors import CarsegError
@@ -217,11 +217,11 @@ Place = Union[Path, StoredPath]
 def location(text: str) -> Place:
     """IN or OUT as given: a path (``C:\\...`` too), or ``scheme://...`` opened by pyarrow's
     ``FileSystem.from_uri``. A URI pyarrow cannot open is one line."""
-    scheme = urlparse(text).scheme
-    if len(scheme) < 2 or "://" not in text:
-        return Path(text)
     parsed = urlparse(text)
-    shown = text.replace(parsed.netloc, parsed.netloc.rpartition("@")[2], 1)  # without a user:password@
+    if len(parsed.scheme) < 2 or ("://" not in text and parsed.scheme != "file"):
+        return Path(text)
+    # as shown in a line: without user:password@ or ?access_key=...&secret_key=... (pyarrow takes both)
+    shown = urlunparse(parsed._replace(netloc=parsed.netloc.rpartition("@")[2], query=""))
     try:
         from pyarrow.fs import FileSystem
 
@@ -231,7 +231,7 @@ def location(text: str) -> Place:
     except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise CarsegError(f"{shown}: cannot open it ({_line(exc).replace(text, shown)}); IN and OUT are folders or "
                           "URIs that pyarrow opens (s3://, gs://, file://), with credentials from the environment") from None
-    return StoredPath(fs, path.rstrip("/") or path, scheme)
+    return StoredPath(fs, path.rstrip("/") or path, parsed.scheme)
 
 
 def object_store(place: Place) -> bool:

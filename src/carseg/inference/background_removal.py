@@ -61,7 +61,7 @@ class Summary:
     cars: Optional[int] = None  # cut-outs written with --instances (one per car)
     review: int = 0             # photos whose confidence is under review_below
     review_below: float = 0.5
-    summary_csv: Optional[Path] = None
+    summary_csv: Optional[Place] = None
 
     def __str__(self) -> str:
         rate = self.done / self.seconds if self.seconds else 0.0
@@ -289,7 +289,7 @@ Results = Iterator[Tuple[Job, Optional[PhotoRow], Optional[str]]]
 
 def remove_backgrounds(jobs: List[Job], work: PhotoWork, batch_size: int = 8, workers: int = 2, finishers: int = 0,
                        overwrite: bool = False,
-                       progress: bool = True, log=print, summary_csv: Optional[Path] = None, review_below: float = 0.5,
+                       progress: bool = True, log=print, summary_csv: Optional[Place] = None, review_below: float = 0.5,
                        elsewhere: Optional[Callable[[List[Job]], Results]] = None) -> Summary:
     """Run every job not done yet (all with ``overwrite``); each failure is logged as one ``failed:`` line.
     With ``options.instances`` a photo is done when its first car's cut-out exists, or when the earlier run's row in
