@@ -445,9 +445,10 @@ def scaling(args: argparse.Namespace, work: Path, photos: List[Path], model: Pat
     if not Path(sys.executable).with_name("py-spy").is_file():
         print("  skipped: no py-spy beside this Python (pip install py-spy)")
     else:
-        serial = {name: quietly(lambda: serial_ms(small, large, work / "out_serial", model, args.device, *extra),
-                                args.quiet_wait)
-                  for name, extra in (("--workers 0 (threads, one process)", ("--workers", "0")), ("default", ()))}
+        serial = {}
+        for name, extra in (("--workers 0 (threads, one process)", ("--workers", "0")), ("default", ())):
+            wait_for_quiet(args.quiet_wait)  # not quietly(): py-spy's own sampling would count as a disturbance
+            serial[name] = serial_ms(small, large, work / "out_serial", model, args.device, *extra)
         for name, ms in serial.items():
             print(f"  {name:36s} {ms:5.2f} ms per photo -> at most {1000 / ms if ms > 0 else float('inf'):.0f} photos/s "
                   "on any number of cores")
