@@ -14,7 +14,7 @@ from carseg.data.images import read_mask
 from carseg.errors import CarsegError
 from carseg.training.experiment import Experiment
 
-from test_cli import overlay
+from test_cli import catalyst_dl, overlay
 
 SIZE = (64, 96)  # the tiny dataset's 240x160 photos: JPEG decoded at 1/2 (120x80), then fitted to 96x64
 
@@ -102,7 +102,9 @@ def test_training_from_the_cache(call, dataset_copy, tmp_path):
     for cached in (False, True):
         logdir = tmp_path / f"logs-{cached}"
         config = overlay(tmp_path, dataset_copy, cached=cached, num_workers=1)
-        result = call(catalyst_dl_main, "run", "-C", "configs/demo.yml", config, "--logdir", logdir, "--seed", 3)
+        # a new interpreter each, as users run it: a second run with loader workers in one process can hang in
+        # the worker's cv2.setNumThreads after the first run used OpenCV's thread pool (fork)
+        result = catalyst_dl("run", "-C", "configs/demo.yml", str(config), "--logdir", str(logdir), "--seed", "3")
         assert result.returncode == 0, result.stderr[-3000:]
         metrics[cached] = pd.read_csv(logdir / "csv_logger" / "valid.csv")[["loss", "dice"]]
     assert len(metrics[True]) == 2 and metrics[True]["dice"].between(0, 1).all()
