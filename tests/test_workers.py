@@ -1,6 +1,8 @@
 """--workers: photos finished in worker processes come out as in one process, no worker outlives the run, and a
 worker that dies costs only the photos it held."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import psutil
@@ -50,3 +52,26 @@ def test_a_worker_that_dies_costs_only_the_photos_it_held(oracle_model):
     assert errors[4] == f"photo4.jpg: {DIED}"
     # the photos sent once the dead worker's were settled went to a new pool: done, in order
     assert [result for job, result, _ in results if job >= 24] == list(range(24, 40))
+
+
+FORKED_AFTER_OPENCV = """
+import cv2, numpy as np, sys
+from carseg.inference.predictor import Predictor
+from carseg.inference.streaming import stream
+cv2.setNumThreads(2)
+cv2.GaussianBlur(np.zeros((2000, 2000), np.float32), (31, 31), 0)  # OpenCV's thread pool runs in this process
+predictor = Predictor(sys.argv[1], device="cpu")
+prepared = predictor.prepare(np.zeros((64, 96, 3), np.uint8))
+finish = lambda job, extras, prob: cv2.GaussianBlur(prob, (5, 5), 0).shape
+results = list(stream(list(range(8)), predictor, lambda job: (prepared, None), finish, batch_size=2, workers=1,
+                      progress=False, finishers=2))
+print(sorted(results) == [(job, (64, 96), None) for job in range(8)])
+"""
+
+
+def test_workers_forked_after_opencv_ran_threaded_do_not_hang(oracle_model):
+    """Processes forked after OpenCV's thread pool ran (loader and finishing workers, which set OpenCV to one thread)
+    hung for good: the fork copies the pool's state, not its threads."""
+    ran = subprocess.run([sys.executable, "-c", FORKED_AFTER_OPENCV, str(oracle_model)], capture_output=True,
+                         text=True, timeout=120)
+    assert (ran.returncode, ran.stdout) == (0, "True\n"), ran.stderr

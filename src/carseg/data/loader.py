@@ -17,6 +17,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Callable, Iterator, Optional, Type
 
+import cv2
 from torch.utils.data import DataLoader
 
 from carseg.interrupts import SIGNALS, deferred
@@ -80,6 +81,19 @@ def _isolated(worker_id: int, init: Optional[Callable[[int], None]]) -> None:
         init(worker_id)
 
 
+@contextmanager
+def _forkable_opencv() -> Iterator[None]:
+    """OpenCV's thread pool at one thread while this process forks workers. A fork copies the pool's state but not
+    its threads: a worker forked after the pool had run hung at its first ``cv2.setNumThreads`` (training's worker
+    init, a finishing process's set-up), waiting for threads it does not have."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def _pool_worker(init: Callable[..., None], *args: Any) -> None:
     """A pool worker's first step: isolated as a loader worker is, then ``init(*args)``."""
     _isolated(0, None)
@@ -93,7 +107,7 @@ def process_pool(processes: int, init: Callable[..., None], *args: Any) -> Proce
     method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
     context = _WorkerContext() if method == "fork" else multiprocessing.get_context(method)
     pool = ProcessPoolExecutor(processes, context, initializer=_pool_worker, initargs=(init, *args))
-    with deferred():
+    with deferred(), _forkable_opencv():
         pool.submit(int).result()  # forks every worker (ProcessPoolExecutor forks them all at the first task)
     return pool
 
@@ -111,7 +125,7 @@ class Loader(DataLoader):
         super().__init__(*args, worker_init_fn=partial(_isolated, init=worker_init_fn), **kwargs)
 
     def __iter__(self):
-        with deferred():
+        with deferred(), _forkable_opencv():
             return super().__iter__()
 
 

@@ -8,6 +8,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -337,7 +338,7 @@ def remove_backgrounds(jobs: List[Job], work: PhotoWork, batch_size: int = 8, wo
 
     record()  # before any photo too, so a run stopped in any way leaves its outputs named (OUT = IN reruns: own_outputs)
     results = elsewhere(todo) if elsewhere is not None else stream(
-        todo, work.predictor, work.read, work.finishing(), batch_size, workers, progress, source=lambda j: j.source,
+        todo, work.predictor, work.read, work.finishing(), batch_size, workers, progress, source=attrgetter("source"),
         finishers=finishers, done=finished)
     try:
         for job, row, error in results:

@@ -138,12 +138,17 @@ class Predictor:
     @torch.inference_mode()
     def forward(self, prepared: Sequence[Prepared]) -> List[np.ndarray]:
         """Probability maps (float32) at network resolution, each cropped to its photo's resized area."""
+        # torch, not numpy, copies the photos into the batch and the maps out of it: torch does it without the GIL,
+        # which the folder command's main process would otherwise hold ~1 ms per photo (benchmarks/README.md)
         height = max(p.image.shape[0] for p in prepared)
         width = max(p.image.shape[1] for p in prepared)
-        images = np.zeros((len(prepared), height, width, 3), np.uint8)  # padded with black, as prepare pads
-        for i, p in enumerate(prepared):
-            images[i, : p.image.shape[0], : p.image.shape[1]] = p.image
-        host = torch.from_numpy(images)
+        images = [torch.from_numpy(p.image) for p in prepared]
+        if all(image.shape[:2] == (height, width) for image in images):
+            host = torch.stack(images)
+        else:
+            host = torch.zeros((len(images), height, width, 3), dtype=torch.uint8)  # black, as prepare pads
+            for row, image in zip(host, images):
+                row[: image.shape[0], : image.shape[1]].copy_(image)
         if self.device == "cuda":  # pinned: the copy runs without a staging copy and without blocking this thread
             host = host.pin_memory()
         # NHWC uint8 -> NCHW float: a channels-last view, normalised where the model runs
@@ -151,8 +156,8 @@ class Predictor:
         if not self.runtime.channels_last:
             batch = batch.contiguous()
         with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            probs = self.model(batch)[:, 0].float().cpu().numpy()
-        return [prob[: p.resized_hw[0], : p.resized_hw[1]].copy() for prob, p in zip(probs, prepared)]
+            probs = self.model(batch)[:, 0].float().cpu()
+        return [prob[: p.resized_hw[0], : p.resized_hw[1]].contiguous().numpy() for prob, p in zip(probs, prepared)]
 
     def upsample(self, prob: np.ndarray, photo: np.ndarray) -> np.ndarray:
         """A probability map from ``forward`` at the resolution of ``photo`` (``Refinement.upsample``)."""

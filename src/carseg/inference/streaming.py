@@ -7,7 +7,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
-from typing import Any, Callable, Deque, Dict, Iterator, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import cv2
 import numpy as np
@@ -79,23 +79,35 @@ class Heap:
             self.photos = 0
 
 
-_held: Optional[Tuple[Finish, Heap]] = None  # a worker process's finish (see _hold)
+Item = Tuple[Any, Any, np.ndarray]  # a job, its extras and its probability map, to finish
+Outcome = Tuple[Any, Optional[str]]  # finish's result, or None and the job's one-line error
 
 
-def _hold(finish: Finish) -> None:
+def _finish_all(finish: Finish, source: Callable[[Any], Any], heap: Heap, items: List[Item]) -> List[Outcome]:
+    """``finish`` of each item; a failure is its one-line error, so the other items' results stand."""
+    outcomes: List[Outcome] = []
+    for job, extras, prob in items:
+        try:
+            outcomes.append((finish(job, extras, prob), None))
+        except Exception as exc:  # one bad file never stops the folder
+            outcomes.append((None, failure(source(job), exc)))
+        heap.released(1)
+    return outcomes
+
+
+_held: Optional[Tuple[Finish, Callable[[Any], Any], Heap]] = None  # a worker process's (see _hold)
+
+
+def _hold(finish: Finish, source: Callable[[Any], Any]) -> None:
     """A finishing process's set-up: ``finish`` kept for its tasks, OpenCV on one thread (the process is one core's
     worth of work), the heap tuned for full-resolution arrays."""
     global _held
     cv2.setNumThreads(1)
-    _held = finish, Heap()
+    _held = finish, source, Heap()
 
 
-def _finish_held(job: Any, extras: Any, prob: np.ndarray) -> Any:
-    finish, heap = _held
-    try:
-        return finish(job, extras, prob)
-    finally:
-        heap.released(1)
+def _finish_held(items: List[Item]) -> List[Outcome]:
+    return _finish_all(*_held, items)
 
 
 LOADED_TOGETHER = 8  # photos a loader worker hands over at once, whatever the batch size: the hand-over's own cost
@@ -108,28 +120,35 @@ DIED = ("a worker process died while finishing this photo (out of memory, or kil
 
 class _Finishers:
     """``finish`` in ``processes`` worker processes (``carseg.data.loader.process_pool``), or with 0 in threads of
-    this process, one per core. A pool whose process died is replaced; the photos it held fail with ``DIED``."""
+    this process, one per core; a few photos a task, so each task's hand-over is paid once for them. A pool whose
+    process died is replaced; the photos it held fail with ``DIED``."""
 
-    def __init__(self, finish: Finish, processes: int):
-        self.finish, self.processes = finish, processes
+    def __init__(self, finish: Finish, source: Callable[[Any], Any], processes: int):
+        self.finish, self.source, self.processes = finish, source, processes
+        self.workers = processes or available_cores()
         if processes:
-            self.pool = process_pool(processes, _hold, finish)
+            self.pool = process_pool(processes, _hold, finish, source)
         else:
             # one thread per core; OpenCV's own thread pool would only add contention (~10% slower on 2 cores)
-            self.pool = ThreadPoolExecutor(max_workers=available_cores())
+            self.pool = ThreadPoolExecutor(max_workers=self.workers)
             self.heap, self.cv2_threads = Heap(), cv2.getNumThreads()
             cv2.setNumThreads(1)
 
-    def submit(self, job: Any, extras: Any, prob: np.ndarray) -> Future:
+    def submit(self, items: List[Item]) -> List[Tuple[Future, List[Item]]]:
+        """``items`` finished in tasks spread over the workers: each task's future (its items' outcomes) and items."""
+        size = max(1, -(-len(items) // self.workers))
+        tasks = [items[start: start + size] for start in range(0, len(items), size)]
+        return [(self._submit(task), task) for task in tasks]
+
+    def _submit(self, items: List[Item]) -> Future:
         if not self.processes:
-            self.heap.released(1)
-            return self.pool.submit(self.finish, job, extras, prob)
+            return self.pool.submit(_finish_all, self.finish, self.source, self.heap, items)
         try:
-            return self.pool.submit(_finish_held, job, extras, prob)
+            return self.pool.submit(_finish_held, items)
         except BrokenProcessPool:
             self.pool.shutdown(wait=False)
-            self.pool = process_pool(self.processes, _hold, self.finish)
-            return self.pool.submit(_finish_held, job, extras, prob)
+            self.pool = process_pool(self.processes, _hold, self.finish, self.source)
+            return self.pool.submit(_finish_held, items)
 
     def close(self, cancel: bool) -> None:
         """Wait for the photos being finished; with ``cancel``, start no other."""
@@ -147,30 +166,30 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
     process), where the full-resolution work no longer contends for this process's interpreter with the forward
     passes. ``done(job, result)``: called as each job is finished, also when the caller stops the stream early (the
     photos being finished then finish)."""
-    pending: Deque[Tuple[Job, Future]] = deque()
+    pending: Deque[Tuple[Job, Future, int]] = deque()  # a photo, its task and its place in the task
 
     def settle(limit: int) -> Iterator[Tuple[Job, Any, Optional[str]]]:
         while len(pending) > limit:
-            job, future = pending.popleft()
+            job, future, index = pending.popleft()
             try:
-                yield job, future.result(), None
+                yield (job, *future.result()[index])
             except BrokenProcessPool:
                 yield job, None, f"{source(job)}: {DIED}"
-            except Exception as exc:  # one bad file never stops the folder
-                yield job, None, failure(source(job), exc)
 
-    def finished(job: Job, future: Future) -> None:
+    def finished(jobs: List[Job], future: Future) -> None:
         if not future.cancelled() and future.exception() is None:
-            done(job, future.result())
+            for job, (result, error) in zip(jobs, future.result()):
+                if error is None:
+                    done(job, result)
 
-    pool = _Finishers(finish, finishers)  # before the loader: its processes fork from this one alone
+    pool = _Finishers(finish, source, finishers)  # before the loader: its processes fork from this one alone
     threads = torch.get_num_threads()
     if finishers and predictor.device == "cpu":  # the finishers keep every core busy: more threads only stall
         torch.set_num_threads(max(1, available_cores() // FORWARD_SHARE))
     loader = Loader(_Reads(jobs, read, source), batch_size=max(batch_size, LOADED_TOGETHER), num_workers=workers,
                     collate_fn=list, pin_memory=False)
     # photos in flight at most: memory does not grow with the number of jobs
-    bound = 2 * max(batch_size, LOADED_TOGETHER, finishers or available_cores())
+    bound = 2 * max(batch_size, LOADED_TOGETHER, pool.workers)
     try:
         with progress_bar(progress, total=len(jobs), unit="img") as bar:
             for loaded in loader:
@@ -178,13 +197,14 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
                 for item in loaded:
                     if "error" in item:
                         yield jobs[item["index"]], None, item["error"]
+                items: List[Item] = []
                 for start in range(0, len(good), batch_size):
                     batch = good[start: start + batch_size]
-                    for item, prob in zip(batch, predictor.forward([item["prepared"] for item in batch])):
-                        job = jobs[item["index"]]
-                        future = pool.submit(job, item["extras"], prob)
-                        future.add_done_callback(partial(finished, job))
-                        pending.append((job, future))
+                    probs = predictor.forward([item["prepared"] for item in batch])
+                    items += [(jobs[item["index"]], item["extras"], prob) for item, prob in zip(batch, probs)]
+                for future, task in pool.submit(items):
+                    future.add_done_callback(partial(finished, [job for job, _, _ in task]))
+                    pending.extend((job, future, index) for index, (job, _, _) in enumerate(task))
                 yield from settle(bound)
                 bar.update(len(loaded))
             yield from settle(limit=0)
