@@ -112,6 +112,8 @@ def _finish_held(items: List[Item]) -> List[Outcome]:
 
 LOADED_TOGETHER = 8  # photos a loader worker hands over at once, whatever the batch size: the hand-over's own cost
                      # (a queue, a profiler hook) is paid once for them, not per photo of a batch of 1
+FINISHED_TOGETHER = 2  # photos a finishing task takes: its hand-over paid once for them (serial time per photo 1.8 ->
+                       # 1.2 ms with 4); more would leave a core idle at the end of the run while another ends its task
 FORWARD_SHARE = 4  # beside finishing processes, the forward pass gets a quarter of the cores as torch threads: on 2
                    # cores 1 thread gives 13.9 photos/s, 2 threads (torch's default) 13.1, stalling on the workers
 DIED = ("a worker process died while finishing this photo (out of memory, or killed); the run goes on, rerun to "
@@ -120,8 +122,7 @@ DIED = ("a worker process died while finishing this photo (out of memory, or kil
 
 class _Finishers:
     """``finish`` in ``processes`` worker processes (``carseg.data.loader.process_pool``), or with 0 in threads of
-    this process, one per core; a few photos a task, so each task's hand-over is paid once for them. A pool whose
-    process died is replaced; the photos it held fail with ``DIED``."""
+    this process, one per core. A pool whose process died is replaced; the photos it held fail with ``DIED``."""
 
     def __init__(self, finish: Finish, source: Callable[[Any], Any], processes: int):
         self.finish, self.source, self.processes = finish, source, processes
@@ -134,13 +135,8 @@ class _Finishers:
             self.heap, self.cv2_threads = Heap(), cv2.getNumThreads()
             cv2.setNumThreads(1)
 
-    def submit(self, items: List[Item]) -> List[Tuple[Future, List[Item]]]:
-        """``items`` finished in tasks spread over the workers: each task's future (its items' outcomes) and items."""
-        size = max(1, -(-len(items) // self.workers))
-        tasks = [items[start: start + size] for start in range(0, len(items), size)]
-        return [(self._submit(task), task) for task in tasks]
-
-    def _submit(self, items: List[Item]) -> Future:
+    def submit(self, items: List[Item]) -> Future:
+        """A task finishing ``items``: its future gives their outcomes."""
         if not self.processes:
             return self.pool.submit(_finish_all, self.finish, self.source, self.heap, items)
         try:
@@ -202,9 +198,12 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
                     batch = good[start: start + batch_size]
                     probs = predictor.forward([item["prepared"] for item in batch])
                     items += [(jobs[item["index"]], item["extras"], prob) for item, prob in zip(batch, probs)]
-                for future, task in pool.submit(items):
-                    future.add_done_callback(partial(finished, [job for job, _, _ in task]))
-                    pending.extend((job, future, index) for index, (job, _, _) in enumerate(task))
+                    last = start + batch_size >= len(good)
+                    while items and (len(items) >= FINISHED_TOGETHER or last):  # to the workers as soon as a task fills
+                        task, items = items[:FINISHED_TOGETHER], items[FINISHED_TOGETHER:]
+                        future = pool.submit(task)
+                        future.add_done_callback(partial(finished, [job for job, _, _ in task]))
+                        pending.extend((job, future, index) for index, (job, _, _) in enumerate(task))
                 yield from settle(bound)
                 bar.update(len(loaded))
             yield from settle(limit=0)
