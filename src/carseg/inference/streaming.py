@@ -112,8 +112,8 @@ def _finish_held(items: List[Item]) -> List[Outcome]:
 
 LOADED_TOGETHER = 8  # photos a loader worker hands over at once, whatever the batch size: the hand-over's own cost
                      # (a queue, a profiler hook) is paid once for them, not per photo of a batch of 1
-FINISHED_TOGETHER = 2  # photos a finishing task takes: its hand-over paid once for them (serial time per photo 1.8 ->
-                       # 1.2 ms with 4); more would leave a core idle at the end of the run while another ends its task
+FINISHED_TOGETHER = 2  # photos a finishing task takes, its hand-over paid once for them; with 4, a core idled while
+                       # the forward pass filled a task and at the run's end (2 cores: 1.70x one core; with 2: 1.91x)
 FORWARD_SHARE = 4  # beside finishing processes, the forward pass gets a quarter of the cores as torch threads: on 2
                    # cores 1 thread gives 13.9 photos/s, 2 threads (torch's default) 13.1, stalling on the workers
 DIED = ("a worker process died while finishing this photo (out of memory, or killed); the run goes on, rerun to "
