@@ -9,9 +9,10 @@ from typing import Any, Dict, Tuple
 import torch
 
 from carseg.atomic import atomic_path
-from carseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from carseg.errors import CarsegError
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the default normalisation (ImageNet's), here so inference needs no
+IMAGENET_STD = (0.229, 0.224, 0.225)   # albumentations (carseg.data.transforms takes them from here)
 FORMAT = "carseg-traced-v1"  # bump when a field changes meaning; older or newer files are refused by name
 METADATA_FILE = "carseg.json"  # inside the TorchScript archive (_extra_files) and the ONNX model's properties
 

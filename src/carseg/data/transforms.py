@@ -5,10 +5,9 @@ import albumentations as A
 import cv2
 from albumentations.pytorch import ToTensorV2
 
-ImageSize = Union[int, Sequence[int]]
+from carseg.metadata import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+ImageSize = Union[int, Sequence[int]]
 
 
 def as_hw(image_size: ImageSize) -> Tuple[int, int]:

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
-import albumentations as A
-import cv2
 import numpy as np
 import torch
 import ttach
@@ -17,10 +15,10 @@ from torch import nn
 
 from carseg.data.colour import to_srgb
 from carseg.data.images import image_size, read_photo
-from carseg.data.transforms import resize_longest
 from carseg.errors import CarsegError
 from carseg.inference.backends import Backend, backend_for, load_model
 from carseg.inference.cutout import binarize
+from carseg.inference.network_input import fit_longest, pad_to_multiple
 from carseg.inference.options import CutoutOptions
 from carseg.inference.precision import choose_precision
 from carseg.inference.refinement import Refinement
@@ -86,12 +84,9 @@ class Predictor:
         self.threshold = self.metadata.threshold if threshold is None else threshold
         self.refinement = Refinement(refine, self.threshold)
         self.max_size = max_size or max(self.metadata.image_size)
-        divisor = self.metadata.size_divisor
         # Same steps as validation (resize longest side, normalize); padding goes bottom/right
         # up to a multiple of the network stride, so any aspect ratio works.
-        self.resize = resize_longest(self.max_size)
-        self.pad = A.PadIfNeeded(min_height=None, min_width=None, pad_height_divisor=divisor, pad_width_divisor=divisor,
-                                 position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0)
+        self.divisor = self.metadata.size_divisor
         # training's Normalize (post_transforms: (x / 255 - mean) / std) as one multiply-add on the device
         mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (self.metadata.mean, self.metadata.std))
         self.scale, self.shift = (1 / (255 * std)).to(self.device), (mean / std).to(self.device)
@@ -117,8 +112,8 @@ class Predictor:
         """RGB uint8 H x W x 3 -> network input (safe to run in a DataLoader worker). ``profile``: the ICC profile
         ``image`` is in (None: sRGB); the network sees sRGB, as it was trained (``carseg.data.colour``), converted
         once resized."""
-        resized = to_srgb(self.resize(image=image)["image"], profile)
-        return Prepared(np.ascontiguousarray(self.pad(image=resized)["image"]), resized.shape[:2])
+        resized = to_srgb(fit_longest(image, self.max_size), profile)
+        return Prepared(np.ascontiguousarray(pad_to_multiple(resized, self.divisor)), resized.shape[:2])
 
     def read(self, path: Path, full_hw: Optional[Tuple[int, int]] = None) -> Prepared:
         """A photo file -> network input, without decoding it at full size (safe in a DataLoader worker).
