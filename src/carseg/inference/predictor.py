@@ -24,7 +24,7 @@ from carseg.inference.precision import choose_precision
 from carseg.inference.refinement import Refinement
 from carseg.inference.step import cut_out
 
-GPU_BATCH = 32
+GPU_BATCH = 32  # photos per forward pass on a GPU (see Predictor.default_batch_size)
 CPU_BATCH_PIXELS = 8 * 128 * 192  # network input pixels per forward pass on CPU (see Predictor.default_batch_size)
 TTA_TRANSFORMS = {"none": None, "hflip": ttach.aliases.hflip_transform, "d4": ttach.aliases.d4_transform}
 
@@ -88,7 +88,8 @@ class Predictor:
         # up to a multiple of the network stride, so any aspect ratio works.
         self.divisor = self.metadata.size_divisor
         # training's Normalize (post_transforms: (x / 255 - mean) / std) as one multiply-add on the device
-        mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (self.metadata.mean, self.metadata.std))
+        mean, std = (torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1)
+                     for values in (self.metadata.mean, self.metadata.std))
         self.scale, self.shift = (1 / (255 * std)).to(self.device), (mean / std).to(self.device)
         model: nn.Module = _Probabilities(self.runtime, self.metadata.output == "logits")
         if TTA_TRANSFORMS[tta] is not None:
