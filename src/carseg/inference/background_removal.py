@@ -230,12 +230,8 @@ class PhotoWork:
         return OutputLimits(int(self.max_megapixels * 1e6), self.max_instances)
 
     def finishing(self) -> "Finishing":
-        """What ``finish`` does, without the model: what a worker process holds."""
+        """The work after the forward pass (``finish``), without the model: what a worker process holds."""
         return Finishing(self.predictor.refinement, self.options, self.fmt, self.limits)
-
-    def finish(self, job: Job, source: Optional[Place], prob: np.ndarray) -> PhotoRow:
-        """The photo's cut-out(s) and mask written (``Finishing``), and its summary row."""
-        return self.finishing()(job, source, prob)
 
     def run(self, jobs: List[Job]) -> List[PhotoRow]:
         """``jobs`` read, run through the model in the Predictor's batches and finished: a row each, a failure as a
@@ -251,9 +247,10 @@ class PhotoWork:
         size = self.predictor.default_batch_size  # on CPU large inputs cost more per photo in a batch of 8 than alone
         probs = [prob for start in range(0, len(inputs), size)
                  for prob in self.predictor.forward([prepared for _, prepared, _ in inputs[start: start + size]])]
+        finish = self.finishing()
         for (job, _, source), prob in zip(inputs, probs):
             try:
-                rows[id(job)] = self.finish(job, source, prob)
+                rows[id(job)] = finish(job, source, prob)
             except Exception as exc:
                 rows[id(job)] = failed(job, exc)
         return [rows[id(job)] for job in jobs]
