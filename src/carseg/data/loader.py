@@ -52,6 +52,13 @@ class _WorkerContext(multiprocessing.context.ForkContext):
     Process = _WorkerProcess
 
 
+def _worker_context() -> Optional[_WorkerContext]:
+    """Where workers are forked (the default on Linux), the context that starts them as :class:`_WorkerProcess`; else
+    None: the start method's own."""
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    return _WorkerContext() if method == "fork" else None
+
+
 def _hangup_is_no_error(kind: Type[BaseException], value: BaseException, trace: Optional[TracebackType]) -> None:
     """A worker's ``sys.excepthook``: the main process hanging up on it (it is stopping) is not printed. Its thread
     that hands tensors over printed a ConnectionResetError when the main process stopped halfway through taking one."""
@@ -104,9 +111,7 @@ def process_pool(processes: int, init: Callable[..., None], *args: Any) -> Proce
     """``processes`` worker processes, each set up by ``init(*args)`` (forked where that is the default: ``args`` are
     inherited, not pickled), started now, while this process has no other threads to fork with. Ctrl-C and SIGTERM
     reach only this process, which shuts the pool down (``shutdown``): the tasks being run finish, no other starts."""
-    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
-    context = _WorkerContext() if method == "fork" else multiprocessing.get_context(method)
-    pool = ProcessPoolExecutor(processes, context, initializer=_pool_worker, initargs=(init, *args))
+    pool = ProcessPoolExecutor(processes, _worker_context(), initializer=_pool_worker, initargs=(init, *args))
     with deferred(), _forkable_opencv():
         pool.submit(int).result()  # forks every worker (ProcessPoolExecutor forks them all at the first task)
     return pool
@@ -119,9 +124,9 @@ class Loader(DataLoader):
     raised halfway through torch's iterator it made a traceback as the iterator was collected."""
 
     def __init__(self, *args: Any, worker_init_fn: Optional[Callable[[int], None]] = None, **kwargs: Any):
-        method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
-        if kwargs.get("num_workers") and method == "fork":
-            kwargs.setdefault("multiprocessing_context", _WorkerContext())
+        context = _worker_context()
+        if kwargs.get("num_workers") and context is not None:
+            kwargs.setdefault("multiprocessing_context", context)
         super().__init__(*args, worker_init_fn=partial(_isolated, init=worker_init_fn), **kwargs)
 
     def __iter__(self):
