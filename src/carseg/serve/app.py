@@ -1,12 +1,10 @@
 """The ASGI app: ``POST /api/remove``, the remove.bg API (``POST /v1.0/removebg``, ``GET /v1.0/account``),
 ``GET /health``, the web page at ``/`` and the OpenAPI page at ``/docs``."""
-import io
 import re
-import zipfile
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, AsyncIterator, List, Optional, Tuple
+from typing import Annotated, AsyncIterator, Optional, Tuple
 
 import numpy as np
 from anyio.from_thread import check_cancelled
@@ -28,7 +26,7 @@ from carseg.serve.errors import RequestId, answer, validation_error
 from carseg.serve.keys import ApiKeys, KeyStore, RateLimiter
 from carseg.serve.limits import RequestLimits
 from carseg.serve.options import RemoveOptions
-from carseg.serve.photos import MEDIA_TYPES, ServeError, encode
+from carseg.serve.photos import MEDIA_TYPES, ServeError, encode, zip_files
 from carseg.serve.pipeline import Pipeline, Settings
 from carseg.serve.removebg import removebg_routes
 from carseg.serve.url_fetch import UrlFetcher
@@ -59,15 +57,6 @@ async def read_upload(request: Request) -> Upload:
         raise ServeError(400, "multipart upload without a file in the field 'file'; send the photo as file=@photo.jpg")
     name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(photo.filename or "photo").stem)[:100]  # safe in a header
     return Upload(await photo.read(), await background.read() if isinstance(background, UploadFile) else None, name)
-
-
-def zip_pictures(pictures: List[bytes], name: str, suffix: str) -> bytes:
-    """``NAME_1.<suffix>``, ``NAME_2.<suffix>``, ... in one ZIP (stored: the pictures are compressed already)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for number, picture in enumerate(pictures, 1):
-            archive.writestr(f"{name}_{number}.{suffix}", picture)
-    return buffer.getvalue()
 
 
 def create_app(predictor: Predictor, settings: Settings = Settings(), keys: Optional[KeyStore] = None) -> FastAPI:
@@ -115,7 +104,8 @@ def create_app(predictor: Predictor, settings: Settings = Settings(), keys: Opti
             check_cancelled()
             pictures.append(encode(cut.pictures.pop(0), options.format, photo.profile, exif))
         if options.instances:
-            return zip_pictures(pictures, name, options.format), f"{name}.zip", cut.confidence
+            numbered = {f"{name}_{number}.{options.format}": picture for number, picture in enumerate(pictures, 1)}
+            return zip_files(numbered), f"{name}.zip", cut.confidence
         return pictures[0], f"{name}.{options.format}", cut.confidence
 
     @app.post("/api/remove", response_class=Response, openapi_extra={"requestBody": UPLOAD}, responses={

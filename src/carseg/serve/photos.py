@@ -1,6 +1,7 @@
 """Request bodies to photos and cut-outs to response bodies; every unusable upload becomes a ``ServeError``."""
 import io
-from typing import Optional, Tuple
+import zipfile
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -66,3 +67,12 @@ def encode(image: np.ndarray, fmt: str, profile: Optional[bytes] = None, exif: O
     if encoded is None:
         raise RuntimeError(f"OpenCV could not encode a {image.shape[1]}x{image.shape[0]} picture as {fmt}")
     return encoded
+
+
+def zip_files(files: Dict[str, bytes]) -> bytes:
+    """``files`` (name: bytes) in one ZIP, stored: the pictures in it are compressed already."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

@@ -4,9 +4,7 @@
 (``carseg.serve.errors.removebg_error``); keys and rate limits are ``carseg.serve.keys``'."""
 import base64
 import binascii
-import io
 import json
-import zipfile
 from dataclasses import dataclass, replace
 from typing import Dict, Optional, Tuple
 
@@ -22,7 +20,7 @@ from carseg.inference.cutout import on_background
 from carseg.inference.options import CutoutOptions
 from carseg.inference.step import background_in, cut_out
 from carseg.serve.keys import RateLimiter
-from carseg.serve.photos import MEDIA_TYPES, ServeError, encode
+from carseg.serve.photos import MEDIA_TYPES, ServeError, encode, zip_files
 from carseg.serve.pipeline import Pipeline
 from carseg.serve.removebg_options import FIELDS, FILES, SIZES, RemoveBgOptions, removebg_options
 from carseg.serve.url_fetch import UrlFetcher
@@ -107,15 +105,6 @@ def on_colour(rgba: np.ndarray, background, profile: Optional[bytes]) -> np.ndar
     return on_background(np.ascontiguousarray(rgba[..., :3]), alpha, options.background)
 
 
-def zipped(colour: bytes, alpha: bytes) -> bytes:
-    """remove.bg's ZIP: ``color.jpg`` and ``alpha.png``."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("color.jpg", colour)
-        archive.writestr("alpha.png", alpha)
-    return buffer.getvalue()
-
-
 def wants_json(request: Request) -> bool:
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "image/" not in accept
@@ -154,7 +143,8 @@ def removebg_routes(pipeline: Pipeline, max_bytes: int, fetcher: Optional[UrlFet
         elif options.format == "zip":
             colour = np.ascontiguousarray(rgba[..., :3]) if background is None else on_colour(rgba, background,
                                                                                               photo.profile)
-            body = zipped(encode(colour, "jpg", photo.profile), encode(alpha.copy(), "png"))
+            body = zip_files({"color.jpg": encode(colour, "jpg", photo.profile),  # remove.bg's ZIP
+                              "alpha.png": encode(alpha.copy(), "png")})
         elif background is not None:
             body = encode(on_colour(rgba, background, photo.profile), options.format, photo.profile)
         else:
