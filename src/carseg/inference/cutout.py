@@ -23,20 +23,25 @@ def binarize(prob: np.ndarray, threshold: float) -> np.ndarray:
     return cv2.compare(prob, float(threshold), cv2.CMP_GT)
 
 
-def car_mask(prob: np.ndarray, options: CutoutOptions, threshold: float) -> np.ndarray:
-    """The cut-out's 0/255 mask: the thresholded probabilities within ``roi``, only the main car's region with
-    ``subject="main"`` (every car with ``instances``, which gives each its own picture)."""
-    hard = binarize(prob, threshold)
+def car_mask(prob: np.ndarray, options: CutoutOptions, threshold: float,
+             hard: Optional[np.ndarray] = None) -> np.ndarray:
+    """The cut-out's 0/255 mask: the thresholded probabilities (or ``hard``, a thresholded mask left unchanged) within
+    ``roi``, only the main car's region with ``subject="main"`` (every car with ``instances``, which gives each its own
+    picture)."""
+    if hard is None:
+        hard = binarize(prob, threshold)
+    elif options.roi is not None:
+        hard = hard.copy()
     if options.roi is not None:
-        keep_inside(hard, roi_box(options.roi, prob.shape[1], prob.shape[0]))
+        keep_inside(hard, roi_box(options.roi, hard.shape[1], hard.shape[0]))
     return main_subject(hard) if options.subject == "main" and not options.instances else hard
 
 
-def compose(photo: np.ndarray, prob: np.ndarray, options: CutoutOptions, threshold: float,
+def compose(photo: np.ndarray, prob: Optional[np.ndarray], options: CutoutOptions, threshold: float,
             hard: Optional[np.ndarray] = None) -> List[np.ndarray]:
     """The cut-out of ``photo`` (RGB uint8) given its full-resolution probability map: RGBA on a transparent
     background, else RGB. One picture, or with ``instances`` one per car, largest first (none without a car).
-    ``hard``: ``car_mask``'s answer when the caller has it already."""
+    ``hard``: ``car_mask``'s answer when the caller has it already (then ``prob`` only serves ``alpha="soft"``)."""
     hard = car_mask(prob, options, threshold) if hard is None else hard
     if options.alpha == "soft":
         alpha = soft_alpha(prob, hard, threshold)

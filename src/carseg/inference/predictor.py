@@ -14,10 +14,11 @@ import ttach
 from torch import nn
 
 from carseg.data.colour import to_srgb
-from carseg.data.images import image_size, read_photo
+from carseg.data.images import Photo, image_size, read_photo
 from carseg.errors import CarsegError
 from carseg.inference.backends import Backend, backend_for, load_model
 from carseg.inference.cutout import binarize
+from carseg.inference.device_refinement import Refined, refine
 from carseg.inference.network_input import fit_longest, pad_to_multiple
 from carseg.inference.options import CutoutOptions
 from carseg.inference.precision import choose_precision
@@ -57,6 +58,9 @@ class Prepared:
     image: np.ndarray  # H' x W' x 3 uint8 (sRGB), H' and W' multiples of the size divisor: 4x fewer bytes than the
                        # normalised floats to hand from a loader worker or copy to a GPU; forward normalises them
     resized_hw: Tuple[int, int]
+    guide: Optional[torch.Tensor] = None  # for ``refined``: the photo's brightness at full size (H x W uint8,
+                                          # device_refinement.brightness; a tensor, so shared memory, not pickled,
+                                          # on its way from a loader worker)
 
 
 class Predictor:
@@ -116,24 +120,39 @@ class Predictor:
         resized = to_srgb(fit_longest(image, self.max_size), profile)
         return Prepared(np.ascontiguousarray(pad_to_multiple(resized, self.divisor)), resized.shape[:2])
 
-    def read(self, path: Path, full_hw: Optional[Tuple[int, int]] = None) -> Prepared:
+    def read(self, path: Path, full_hw: Optional[Tuple[int, int]] = None, photo: Optional[Photo] = None) -> Prepared:
         """A photo file -> network input, without decoding it at full size (safe in a DataLoader worker).
 
         JPEGs are decoded at the smallest libjpeg scale that still covers the network size, as in
         training: ~3x less work than a full decode and resize for a 1918x1280 photo. ``full_hw``: the photo's size
-        from its header, when the caller has read it already.
+        from its header, when the caller has read it already. ``photo``: its full-size decode, when the caller has
+        it: other formats are prepared from it, not decoded again.
         """
         if Path(path).suffix.lower() not in (".jpg", ".jpeg"):
-            photo = read_photo(path)
+            photo = photo or read_photo(path)
         else:
             full_hw = full_hw or image_size(path)  # from the header
             scale = min(1.0, self.max_size / max(full_hw))
             photo = read_photo(path, target_hw=(round(full_hw[0] * scale), round(full_hw[1] * scale)), full_hw=full_hw)
         return self.prepare(photo.pixels, photo.profile)
 
-    @torch.inference_mode()
     def forward(self, prepared: Sequence[Prepared]) -> List[np.ndarray]:
         """Probability maps (float32) at network resolution, each cropped to its photo's resized area."""
+        probs = self._forward(prepared).cpu()
+        return [prob[: p.resized_hw[0], : p.resized_hw[1]].contiguous().numpy() for prob, p in zip(probs, prepared)]
+
+    @torch.inference_mode()
+    def refined(self, prepared: Sequence[Prepared], shared: bool = False) -> List[Refined]:
+        """Each photo's probabilities refined to its full size where the model runs (on a GPU: the host then only
+        decodes, composes and encodes), from inputs prepared with ``guide``; ``shared``: into shared memory, for a
+        worker process (``carseg.inference.device_refinement``)."""
+        probs = self._forward(prepared)
+        return [refine(self.refinement, prob[: p.resized_hw[0], : p.resized_hw[1]], p.guide.to(prob.device), shared)
+                for prob, p in zip(probs, prepared)]
+
+    @torch.inference_mode()
+    def _forward(self, prepared: Sequence[Prepared]) -> torch.Tensor:
+        """N x H' x W' probabilities (float32) on the model's device."""
         # torch, not numpy, copies the photos into the batch and the maps out of it: torch does it without the GIL,
         # which the folder command's main process would otherwise hold ~1 ms per photo (benchmarks/README.md)
         height = max(p.image.shape[0] for p in prepared)
@@ -152,8 +171,7 @@ class Predictor:
         if not self.runtime.channels_last:
             batch = batch.contiguous()
         with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            probs = self.model(batch)[:, 0].float().cpu()
-        return [prob[: p.resized_hw[0], : p.resized_hw[1]].contiguous().numpy() for prob, p in zip(probs, prepared)]
+            return self.model(batch)[:, 0].float()
 
     def upsample(self, prob: np.ndarray, photo: np.ndarray) -> np.ndarray:
         """A probability map from ``forward`` at the resolution of ``photo`` (``Refinement.upsample``)."""

@@ -24,7 +24,9 @@ Job = TypeVar("Job")
 # read(job) -> (network input, extras for finish), in a loader worker; finish(job, extras, probability map) -> result,
 # in a finishing process or thread. Either may raise: the job then yields an error line.
 Read = Callable[[Any], Tuple[Prepared, Any]]
-Finish = Callable[[Any, Any, np.ndarray], Any]
+Finish = Callable[[Any, Any, Any], Any]
+# forward(network inputs, shared) -> a probability map (or Predictor.refined's) each; shared: for worker processes
+Forward = Callable[[List[Prepared], bool], List[Any]]
 
 
 class _Reads(Dataset):
@@ -156,12 +158,13 @@ class _Finishers:
 def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish, batch_size: int = 8,
            workers: int = 2, progress: bool = True, source: Callable[[Job], Any] = lambda job: job,
            finishers: int = 0, done: Callable[[Job, Any], None] = lambda job, result: None,
-           ) -> Iterator[Tuple[Job, Any, Optional[str]]]:
+           forward: Optional[Forward] = None) -> Iterator[Tuple[Job, Any, Optional[str]]]:
     """Yield ``(job, finish's result, None)`` or ``(job, None, one-line error)`` for every job, as each is finished.
     ``workers``: loader processes that ``read``. ``finishers``: processes that ``finish`` (0: threads of this
     process), where the full-resolution work no longer contends for this process's interpreter with the forward
     passes. ``done(job, result)``: called as each job is finished, also when the caller stops the stream early (the
-    photos being finished then finish)."""
+    photos being finished then finish). ``forward``: what the batches go through (default: ``predictor.forward``)."""
+    forward = forward or (lambda prepared, shared: predictor.forward(prepared))
     pending: Deque[Tuple[Job, Future, int]] = deque()  # a photo, its task and its place in the task
 
     def settle(limit: int) -> Iterator[Tuple[Job, Any, Optional[str]]]:
@@ -196,7 +199,7 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
                 items: List[Item] = []
                 for start in range(0, len(good), batch_size):
                     batch = good[start: start + batch_size]
-                    probs = predictor.forward([item["prepared"] for item in batch])
+                    probs = forward([item["prepared"] for item in batch], bool(finishers))
                     items += [(jobs[item["index"]], item["extras"], prob) for item, prob in zip(batch, probs)]
                     last = start + batch_size >= len(good)
                     while items and (len(items) >= FINISHED_TOGETHER or last):  # to the workers as soon as a task fills

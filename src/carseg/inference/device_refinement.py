@@ -1,0 +1,138 @@
+"""The full-resolution mask work where the model runs (issue 25): network-resolution probabilities -> the photo's
+size (upsampling, guided filter), the threshold and the sums the confidence needs, in torch on the model's device.
+On a GPU the host then only decodes, composes, encodes and writes.
+
+The same steps as ``carseg.inference.guided_filter`` and ``carseg.inference.refinement`` (OpenCV on the CPU), in
+device-agnostic torch: ``tests/test_device_refinement.py`` runs them on CPU tensors and holds them to the OpenCV
+path (the area resize is torch's adaptive average pooling, a hair off OpenCV's ``INTER_AREA`` where the scale is
+not whole).
+"""
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Tuple
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from carseg.inference.guided_filter import EPS, RADIUS, SUBSAMPLE
+from carseg.inference.refinement import Refinement
+
+
+@dataclass
+class Refined:
+    """One photo's probabilities refined to its size where the model ran: what the host needs of them (4.9 MB for a
+    1918x1280 photo instead of a 9.8 MB float map, in shared memory when it goes to a worker process)."""
+
+    maps: torch.Tensor  # 2 x H x W uint8 on the host: the 0/255 mask (probability > threshold), round(255 x probability)
+    prob_sum: float     # the sum of the probabilities, before rounding
+    kept_sum: float     # ... over the mask
+    threshold: float    # the mask's
+
+    @property
+    def hard(self) -> np.ndarray:
+        """The 0/255 mask at the threshold (H x W uint8, a view: copy it before changing it)."""
+        return self.maps[0].numpy()
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.maps.shape[1:])
+
+    def probabilities(self) -> np.ndarray:
+        """The probabilities (float32 H x W), to 1/255."""
+        return self.maps[1].numpy().astype(np.float32) * np.float32(1 / 255)
+
+    def confidence(self, kept: np.ndarray) -> float:
+        """``carseg.inference.confidence.confidence`` of the cut-out's mask ``kept`` (``hard`` with regions cleared:
+        other cars, outside the region of interest), from the exact sums less the cleared regions' rounded ones."""
+        count = np.count_nonzero(kept)
+        kept_sum = self.kept_sum
+        if kept.ctypes.data != self.maps.data_ptr():  # not the mask itself: regions were cleared
+            cleared = (self.hard > 0) & (kept == 0)
+            kept_sum -= float(self.maps[1].numpy()[cleared].sum(dtype=np.float64)) / 255
+        total = self.prob_sum + count
+        return 0.0 if count == 0 or total == 0 else 2 * max(0.0, kept_sum) / total
+
+
+def brightness(photo: np.ndarray) -> torch.Tensor:
+    """The guide of ``guided_filter``: the photo's (RGB uint8) brightness, as OpenCV's guided filter takes it."""
+    return torch.from_numpy(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY))
+
+
+def _reflect(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """``x`` (N x C x H x W) padded by ``radius`` as OpenCV's ``BORDER_REFLECT`` (``cba|abc``; torch's ``reflect``
+    is ``BORDER_REFLECT_101``), ``radius`` at most the side."""
+    for dim in (2, 3):
+        size = x.shape[dim]
+        index = torch.cat([torch.arange(radius - 1, -1, -1), torch.arange(size), torch.arange(size - 1, size - 1 - radius, -1)])
+        x = x.index_select(dim, index.clamp(0, size - 1).to(x.device))
+    return x
+
+
+def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """The mean over (2 ``radius`` + 1)^2 pixels around each pixel of ``x`` (N x C x H x W), borders reflected:
+    ``cv2.boxFilter`` with ``BORDER_REFLECT``."""
+    return F.avg_pool2d(_reflect(x, radius), 2 * radius + 1, stride=1)
+
+
+@lru_cache(maxsize=16)
+def _area_weights(size: int, small: int, device: torch.device) -> torch.Tensor:
+    """``small`` x ``size``: each small pixel's share of every source pixel, as OpenCV's ``INTER_AREA`` shrinks."""
+    scale = size / small
+    start = torch.arange(small, dtype=torch.float64)[:, None] * scale
+    pixel = torch.arange(size, dtype=torch.float64)[None, :]
+    overlap = (torch.minimum(pixel + 1, start + scale) - torch.maximum(pixel, start)).clamp(min=0)
+    return (overlap / scale).float().to(device)
+
+
+def area_resize(x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+    """``x`` (H x W float) shrunk to ``hw`` as ``cv2.resize(..., INTER_AREA)`` does at any scale (torch's ``area``
+    mode, adaptive pooling, is off by up to 38 grey levels where the scale is not whole): two matrix products."""
+    return _area_weights(x.shape[0], hw[0], x.device) @ x @ _area_weights(x.shape[1], hw[1], x.device).T
+
+
+def guided_filter(gray: torch.Tensor, prob: torch.Tensor, radius: int = RADIUS, eps: float = EPS,
+                  subsample: int = SUBSAMPLE) -> torch.Tensor:
+    """``carseg.inference.guided_filter.guided_filter`` in torch: ``prob`` (float, h x w, any resolution) filtered
+    with ``gray`` (the photo's brightness, uint8 H x W, on the same device) into an H x W map in [0, 1]."""
+    height, width = gray.shape
+    small = (max(1, height // subsample), max(1, width // subsample))
+    guide = gray.float()
+    small_gray = area_resize(guide, small).round_()[None, None]  # OpenCV shrinks uint8 into uint8
+    p = prob.float()
+    if p.shape[1] > small[1]:
+        small_prob = area_resize(p, small)[None, None]
+    else:
+        small_prob = F.interpolate(p[None, None], size=small, mode="bilinear", align_corners=False)
+    r = min(max(1, radius // subsample), *small)  # the reflection reaches at most across the map
+    mean_i, mean_p = box_mean(small_gray, r), box_mean(small_prob, r)
+    var_i = box_mean(small_gray * small_gray, r) - mean_i * mean_i
+    a = (box_mean(small_gray * small_prob, r) - mean_i * mean_p) / (var_i + eps * 255 ** 2)  # brightness in 0-255
+    b = mean_p - a * mean_i
+    coefficients = F.interpolate(torch.cat([box_mean(a, r), box_mean(b, r)], 1), size=(height, width),
+                                 mode="bilinear", align_corners=False)
+    return (coefficients[0, 0] * guide + coefficients[0, 1]).clamp_(0.0, 1.0)
+
+
+def upsample(refinement: Refinement, prob: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+    """``Refinement.upsample`` in torch: ``prob`` (h x w) at the size of ``gray`` (H x W uint8, the photo's
+    brightness), along the photo's edges with ``guided``, bilinear with ``none``."""
+    if refinement.refine == "guided":
+        return guided_filter(gray, prob)
+    return F.interpolate(prob.float()[None, None], size=tuple(gray.shape), mode="bilinear", align_corners=False)[0, 0]
+
+
+def refine(refinement: Refinement, prob: torch.Tensor, gray: torch.Tensor, shared: bool = False) -> Refined:
+    """``prob`` (network resolution, on the model's device) to the photo's size (``gray``, on the same device),
+    thresholded and summed there; only the two uint8 maps come to the host (into shared memory with ``shared``,
+    so that a worker process receives them without a copy)."""
+    full = upsample(refinement, prob, gray)
+    mask = full > refinement.threshold
+    sums = torch.stack([full.sum(dtype=torch.float64), full.masked_fill(~mask, 0).sum(dtype=torch.float64)])
+    maps = torch.stack([mask.to(torch.uint8).mul_(255), full.mul(255).add_(0.5).to(torch.uint8)])
+    host = torch.empty(maps.shape, dtype=torch.uint8)
+    host = host.share_memory_() if shared else host
+    host.copy_(maps)
+    prob_sum, kept_sum = sums.tolist()
+    return Refined(host, prob_sum, kept_sum, refinement.threshold)
+
