@@ -4,6 +4,7 @@ import csv
 from dataclasses import replace
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -19,8 +20,10 @@ from carseg.inference.predictor import Predictor
 from carseg.inference.refinement import Refinement
 from carseg.inference.subject import main_subject
 from carseg.inference.step import cut_out
+from carseg.serve.app import Settings, create_app
 
 from conftest import red_car_photo
+from serving import serving_app
 
 
 def textured_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -101,8 +104,11 @@ def test_cut_out_of_a_refined_map_is_the_workers_cut_out(oracle_model):
         assert [p.shape for p in ours.pictures] == [p.shape for p in theirs.pictures]
         differ = np.abs(ours.pictures[0].astype(int) - theirs.pictures[0].astype(int)).max(axis=-1) > 2
         assert differ.mean() < 1e-3, options
-    with pytest.raises(ValueError):  # the mask was made at the model's threshold
-        cut_out(predictor, photo, refined, threshold=0.7)
+    for threshold in (0.3, 0.7):  # another than the map's (a request to the service): from the rounded map
+        ours, theirs = cut_out(predictor, photo, refined, threshold=threshold), cut_out(predictor, photo, prob, threshold=threshold)
+        assert ours.confidence == pytest.approx(theirs.confidence, abs=1e-3)
+        assert np.count_nonzero(ours.hard != theirs.hard) <= 1e-3 * np.count_nonzero(theirs.hard)
+        assert np.count_nonzero(ours.hard) != np.count_nonzero(cut_out(predictor, photo, refined).hard)
 
 
 def photos_folder(folder, count=6):
@@ -145,3 +151,28 @@ def test_photo_work_refines_on_the_device_when_asked_or_on_a_gpu(oracle_model, t
     rows = PhotoWork(predictor, refine_on="device").run(jobs)  # what a Ray actor runs
     assert [row.status for row in rows] == ["failed", "done", "done"]
     assert all((tmp_path / f"car_{n}.png").is_file() for n in range(2))
+
+
+def test_the_service_refines_on_the_device_as_in_its_threads(oracle_model):
+    """The service's batches take the same route (Settings.refine_on; auto: the device on a GPU): the same masks,
+    confidences and cut-outs, also for a threshold other than the model's and a second car left out."""
+    photo = textured_photo(160, 240)
+    photo[5:25, 5:45] = (220, 20, 20)  # a small car in the corner: not the photo's subject
+    body = cv2.imencode(".png", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))[1].tobytes()
+    answers, refined = {}, {}
+    for refine_on in ("workers", "device"):
+        predictor = Predictor(str(oracle_model), device="cpu")
+        refine, refined[refine_on] = predictor.refined, []
+        predictor.refined = lambda prepared, *shared: refined[refine_on].append(len(prepared)) or refine(prepared, *shared)
+        app = create_app(predictor, Settings(refine_on=refine_on))
+        with serving_app(app) as url, httpx.Client(base_url=url, timeout=60) as http:
+            post = lambda **params: http.post("/api/remove", params=params, files={"file": ("car.png", body)})
+            answers[refine_on] = [(float(response.headers["x-confidence"]), cv2.imdecode(
+                np.frombuffer(response.content, np.uint8), cv2.IMREAD_UNCHANGED)) for response in
+                (post(mask="true"), post(mask="true", threshold="0.8"), post(background="white", format="png"))]
+    for (score, image), (their_score, theirs) in zip(answers["device"], answers["workers"]):
+        assert abs(score - their_score) <= 1e-3 and image.shape == theirs.shape
+        diff = np.abs(image.astype(int) - theirs.astype(int))
+        assert ((diff.max(axis=-1) if diff.ndim == 3 else diff) > 2).mean() < 1e-3
+    assert answers["device"][0][1][15, 25] == 0  # the corner car is left out
+    assert sum(refined["device"]) == 3 and not refined["workers"]

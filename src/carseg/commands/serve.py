@@ -38,7 +38,7 @@ def serve(args: argparse.Namespace) -> None:
     settings = Settings(max_upload_mb=args.max_upload_mb, max_megapixels=args.max_megapixels,
                         max_instances=args.max_instances, timeout_s=args.timeout,
                         max_batch=args.max_batch or predictor.default_batch_size, max_wait_ms=args.max_wait_ms,
-                        workers=args.workers, rate_limit=rate, url_fetch=hosts)
+                        workers=args.workers, rate_limit=rate, url_fetch=hosts, refine_on=args.refine_on)
     print(f"catalyst-dl serve: {predictor.metadata.model} on {predictor.device}, precision {predictor.precision}, batches of up to {settings.max_batch}; web page and API at "
           f"http://{args.host}:{args.port}/ (API documentation at /docs, the remove.bg API at /v1.0/removebg)", flush=True)
     print(f"catalyst-dl serve: {access}" + (f"; at most {rate} requests a minute per key" if rate else "")
@@ -79,6 +79,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "Predictor's batch size, 32 on GPU, on CPU 8 at 128x192 down to 1 at 512x768: 1 for the general model, 2 for studio)")
     parser.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill (default 10)")
     parser.add_argument("--workers", type=int, default=2, help="threads decoding photos and encoding cut-outs")
+    parser.add_argument("--refine-on", choices=("auto", "device", "workers"), default="auto",
+                        help="where the full-resolution mask work runs (upsampling, --refine's edges, threshold): on "
+                             "the model's device, or in the --workers threads; auto (default): the device if a GPU")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the forward pass (default 1: "
                         "on 2 shared cores 2 threads stall on each other and on the decode/encode threads, benchmarks/README.md)")
     parser.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload (default 25; over: 413)")

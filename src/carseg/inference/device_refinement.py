@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from carseg.inference.cutout import binarize
 from carseg.inference.guided_filter import EPS, RADIUS, SUBSAMPLE
 from carseg.inference.refinement import Refinement
 
@@ -27,7 +28,7 @@ class Refined:
     maps: torch.Tensor  # 2 x H x W uint8 on the host: the 0/255 mask (probability > threshold), round(255 x probability)
     prob_sum: float     # the sum of the probabilities, before rounding
     kept_sum: float     # ... over the mask
-    threshold: float    # the mask's
+    threshold: float    # the mask's (the refinement's)
 
     @property
     def hard(self) -> np.ndarray:
@@ -42,14 +43,20 @@ class Refined:
         """The probabilities (float32 H x W), to 1/255."""
         return self.maps[1].numpy().astype(np.float32) * np.float32(1 / 255)
 
+    def mask(self, threshold: float) -> np.ndarray:
+        """The 0/255 mask at ``threshold``: ``hard`` at the map's own, else from the rounded probabilities (a request
+        to the service may ask for another threshold)."""
+        return self.hard if threshold == self.threshold else binarize(self.probabilities(), threshold)
+
     def confidence(self, kept: np.ndarray) -> float:
-        """``carseg.inference.confidence.confidence`` of the cut-out's mask ``kept`` (``hard`` with regions cleared:
-        other cars, outside the region of interest), from the exact sums less the cleared regions' rounded ones."""
+        """``carseg.inference.confidence.confidence`` of the cut-out's mask ``kept`` (from ``mask``, with regions
+        cleared: other cars, outside the region of interest): the exact sums, corrected by the rounded probabilities
+        of the pixels where ``kept`` and ``hard`` differ."""
         count = np.count_nonzero(kept)
         kept_sum = self.kept_sum
-        if kept.ctypes.data != self.maps.data_ptr():  # not the mask itself: regions were cleared
-            cleared = (self.hard > 0) & (kept == 0)
-            kept_sum -= float(self.maps[1].numpy()[cleared].sum(dtype=np.float64)) / 255
+        if kept.ctypes.data != self.maps.data_ptr():  # not the mask itself
+            prob8, hard, kept = self.maps[1].numpy(), self.hard > 0, kept > 0
+            kept_sum += float(prob8[kept & ~hard].sum(dtype=np.float64) - prob8[hard & ~kept].sum(dtype=np.float64)) / 255
         total = self.prob_sum + count
         return 0.0 if count == 0 or total == 0 else 2 * max(0.0, kept_sum) / total
 

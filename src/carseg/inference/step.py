@@ -45,10 +45,8 @@ def cut_out(predictor: Union["Predictor", Refinement], photo: np.ndarray, prob: 
     ``Refinement`` (what a worker process holds)."""
     threshold = predictor.threshold if threshold is None else threshold
     if isinstance(prob, Refined):  # at full size already: refined where the model ran; float only where needed
-        if threshold != prob.threshold:
-            raise ValueError(f"a map refined at threshold {prob.threshold} cut out at {threshold}")
         full = prob.probabilities() if options.alpha == "soft" or not pictures else None
-        hard = car_mask(None, options, threshold, prob.hard)
+        hard = car_mask(None, options, threshold, prob.mask(threshold))
     else:
         full = predictor.upsample(prob, photo)
         checkpoint()

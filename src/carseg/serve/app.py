@@ -4,7 +4,7 @@ import re
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, AsyncIterator, Optional, Tuple
+from typing import Annotated, AsyncIterator, Optional, Tuple, Union
 
 import numpy as np
 from anyio.from_thread import check_cancelled
@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from carseg.data.exif import kept_exif
 from carseg.data.images import Photo
 from carseg.errors import CarsegError, one_line
+from carseg.inference.device_refinement import Refined
 from carseg.inference.options import TooLarge
 from carseg.inference.predictor import Predictor
 from carseg.inference.step import cut_out
@@ -73,7 +74,7 @@ def create_app(predictor: Predictor, settings: Settings = Settings(), keys: Opti
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with Batcher(predictor.forward, settings.max_batch, settings.max_wait_ms / 1000) as app.state.batcher:
+        async with Batcher(pipeline.forward, settings.max_batch, settings.max_wait_ms / 1000) as app.state.batcher:
             yield
 
     app = FastAPIOffline(title="carseg", summary="Cut cars out of photos: background removal with carseg's model.",
@@ -89,7 +90,7 @@ def create_app(predictor: Predictor, settings: Settings = Settings(), keys: Opti
     app.add_exception_handler(CarsegError, lambda request, exc: answer(path(request), 400, one_line(exc)))
     app.include_router(removebg_routes(pipeline, max_bytes, fetcher, limiter))
 
-    def finish(photo: Photo, prob: np.ndarray, options: RemoveOptions, background: Optional[np.ndarray],
+    def finish(photo: Photo, prob: Union[np.ndarray, Refined], options: RemoveOptions, background: Optional[np.ndarray],
                name: str) -> Tuple[bytes, str, float]:
         """The answer's body, file name and confidence: one picture, or a ZIP of one per car with ``instances``.
         The pictures carry the photo's colour profile, and its EXIF as ``keep_metadata`` and ``keep_location`` say."""

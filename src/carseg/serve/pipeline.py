@@ -1,8 +1,8 @@
 """What every cut-out route runs: the service's settings, the checks made from the uploads' headers before any work,
 decoding in the codec threads and the request's deadline."""
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Tuple, TypeVar
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator, List, Optional, Tuple, TypeVar, Union
 
 import anyio
 import numpy as np
@@ -10,6 +10,7 @@ from anyio.from_thread import check_cancelled
 
 from carseg.data.colour import to_srgb
 from carseg.data.images import Photo
+from carseg.inference.device_refinement import Refined, brightness
 from carseg.inference.options import CutoutOptions, OutputLimits
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.serve.photos import ServeError, check_header, decode
@@ -31,6 +32,8 @@ class Settings:
     rate_limit: Optional[int] = None  # requests a minute per API key (--rate-limit N/min)
     url_fetch: Tuple[str, ...] = ()  # hosts image_url may name (--allow-url-fetch); none: URLs are not fetched
     url_fetch_timeout_s: float = 10.0
+    refine_on: str = "auto"  # the full-resolution mask work: on the model's device, in the codec threads ("workers"),
+                             # or "auto": the device if a GPU (as car_segmentation.py's --refine-on)
 
 
 class Pipeline:
@@ -42,6 +45,12 @@ class Pipeline:
         self.codec = anyio.CapacityLimiter(settings.workers)
         self.max_pixels = int(settings.max_megapixels * 1e6)
         self.limits = OutputLimits(self.max_pixels, settings.max_instances, query=True)
+        self.on_device = settings.refine_on == "device" or (settings.refine_on == "auto" and predictor.device != "cpu")
+
+    def forward(self, prepared: List[Prepared]) -> List[Union[np.ndarray, Refined]]:
+        """One batch's probability maps for ``carseg.inference.step.cut_out``: at network resolution, or refined to
+        full size on the model's device (``on_device``)."""
+        return self.predictor.refined(prepared) if self.on_device else self.predictor.forward(prepared)
 
     async def in_pool(self, function: Callable[..., T], *args) -> T:
         """``function(*args)`` in a codec thread; a cancelled request's stops at its next ``check_cancelled``."""
@@ -68,7 +77,8 @@ class Pipeline:
         picture = None if background is None else decode(background)
         check_cancelled()
         picture = None if picture is None else to_srgb(picture.pixels, picture.profile)
-        return decoded, picture, self.predictor.prepare(decoded.pixels, decoded.profile)
+        prepared = self.predictor.prepare(decoded.pixels, decoded.profile)
+        return decoded, picture, replace(prepared, guide=brightness(decoded.pixels)) if self.on_device else prepared
 
     @contextmanager
     def deadline(self) -> Iterator[None]:

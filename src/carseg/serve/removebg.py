@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, replace
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 
 from carseg.data.images import Photo
 from carseg.inference.cutout import on_background
+from carseg.inference.device_refinement import Refined
 from carseg.inference.options import CutoutOptions
 from carseg.inference.step import background_in, cut_out
 from carseg.serve.keys import RateLimiter
@@ -128,7 +129,7 @@ def removebg_routes(pipeline: Pipeline, max_bytes: int, fetcher: Optional[UrlFet
                              "url_fetch_disabled")
         return await fetcher.fetch(fields[source], source)
 
-    def finish(photo: Photo, prob: np.ndarray, options: RemoveBgOptions, picture: Optional[np.ndarray]) -> Answer:
+    def finish(photo: Photo, prob: Union[np.ndarray, Refined], options: RemoveBgOptions, picture: Optional[np.ndarray]) -> Answer:
         cut = cut_out(predictor, photo.pixels, prob, options.cutout, limits=pipeline.limits,
                       checkpoint=check_cancelled, profile=photo.profile)
         if not cut.hard.any():
