@@ -83,6 +83,7 @@ from carseg.data.transforms import post_transforms, pre_transforms
 from carseg.training.models.unet import UNet
 from carseg.metadata import ModelMetadata, save_traced
 from carseg.inference.backends import load_traced
+from carseg.inference.background_removal import Job, PhotoWork
 from carseg.inference.cutout import CutoutOptions, compose
 from carseg.inference.predictor import Predictor
 from carseg.export.onnx import export_onnx
@@ -92,6 +93,7 @@ CLI = ROOT / "bin" / "car_segmentation.py"
 SPEED_GOAL, IOU_GOAL, MEMORY_GOAL, TTA_GOAL, REFINE_GOAL, ALPHA_GOAL = 2.0, 0.98, 1.15, 2.1, 1.5, 1.5
 SERIAL_GOAL, CORES_GOAL, GPU_GOALS = 3.0, 1.85, {"PNG": 150, "white JPEG": 300}
 GPU = "cuda"  # the device of (i)
+HOST_PHOTOS = 24  # photos of (i)'s host work per photo
 MODEL_HW = (128, 192)
 MB = 2 ** 20
 
@@ -483,15 +485,59 @@ def scaling(args: argparse.Namespace, work: Path, photos: List[Path], model: Pat
     return rows + gpu_rows(args, work, model)
 
 
+OUTPUTS = {"PNG": ("png", CutoutOptions()), "white JPEG": ("jpg", CutoutOptions(background=(255, 255, 255)))}
+PROJECTED_CORES = 16  # the GPU machine's (issue 25)
+
+
+def host_ms(photos: List[Path], model: Path, out_dir: Path) -> Dict[tuple, Dict[str, float]]:
+    """CPU-ms per photo, on one core, of the work a folder run leaves to the host's processes beside the model, by
+    route (``--refine-on``) and output: the loaders' (decode, network input) and the finishers' (the rest). Not
+    timed: the forward pass, and on the ``device`` route the full-resolution mask work, which run on the GPU there."""
+    threads = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    predictor = Predictor(str(model), device="cpu")
+    costs = {}
+    try:
+        for photo in photos:  # warm-up: the files in the page cache, the heap grown
+            PhotoWork(predictor, refine_on="device").read(Job(photo, out_dir / photo.name, None))
+        for name, (fmt, options) in OUTPUTS.items():
+            for route in ("workers", "device"):
+                work = PhotoWork(predictor, options, fmt, refine_on=route)
+                jobs = [Job(photo, out_dir / f"{photo.stem}.{fmt}", None) for photo in photos]
+                started = time.process_time()
+                reads = [work.read(job) for job in jobs]
+                loaders = time.process_time() - started
+                maps = [work.forward([prepared])[0] for prepared, _ in reads]
+                finish = work.finishing()
+                started = time.process_time()
+                for job, (_, extras), prob in zip(jobs, reads, maps):
+                    finish(job, extras, prob)
+                finishers = time.process_time() - started
+                costs[name, route] = {"loaders": 1000 * loaders / len(jobs), "finishers": 1000 * finishers / len(jobs)}
+    finally:
+        cv2.setNumThreads(threads[0])
+        torch.set_num_threads(threads[1])
+    return costs
+
+
 def gpu_rows(args: argparse.Namespace, work: Path, model: Path) -> List[tuple]:
     """(i) the GPU, on the photos in ``work/in_large``; the summary table's rows."""
     print("\n(i) the GPU: photos/s to RGBA PNG and to white JPEG, host CPU-ms per photo, GPU busy share, vs the CPU path",
           flush=True)
+    photos = sorted((work / "in_large").iterdir())[:HOST_PHOTOS]
+    costs = quietly(lambda: host_ms(photos, model, work / "out_host"), args.quiet_wait)
+    print(f"  host work per photo on one core, forward pass left out (the GPU's), {len(photos)} photos; the photos/s "
+          f"{PROJECTED_CORES} such cores could finish at most:")
+    for (name, route), cost in costs.items():
+        total = cost["loaders"] + cost["finishers"]
+        print(f"  {name:10s} --refine-on {route:7s} loaders {cost['loaders']:5.1f} ms + finishers "
+              f"{cost['finishers']:5.1f} ms = {total:5.1f} ms -> {PROJECTED_CORES * 1000 / total:4.0f} photos/s")
     if not torch.cuda.is_available():
         print("  skipped: no CUDA device here (torch.cuda.is_available() is False): the GPU figures are not measured")
         return []
     rows = []
-    outputs = {"PNG": (), "white JPEG": ("--background", "white", "--format", "jpg")}
+    outputs = {"PNG": (), "white JPEG": ("--background", "white", "--format", "jpg")}  # OUTPUTS, as flags
     cpu_run = quietly(lambda: run_cli(work / "in_large", work / "out_gpu_cpu", model, "cpu"), args.quiet_wait)
     names = [p.name for p in (work / "in_large").iterdir()]
     for name, extra in outputs.items():

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from carseg.errors import CarsegError
-from carseg.inference.cutout import compose
+from carseg.inference.cutout import compose, on_background, on_mask
 from carseg.inference.matting import BAND, edge_band
 from carseg.inference.options import CutoutOptions, parse_background, parse_canvas, parse_crop
 
@@ -136,3 +136,16 @@ def test_edge_metrics_known_answers():
     soft = scores(half, truth)
     assert soft["alpha_mae"] == pytest.approx(10 / 1600) and soft["dice"] == pytest.approx(800 / 810)
     assert exact["boundary_iou"] > soft["boundary_iou"] > off["boundary_iou"]
+
+
+@pytest.mark.parametrize("background", ["transparent", (255, 255, 255), (10, 200, 30), "picture"])
+def test_a_hard_mask_is_copied_onto_the_background_as_it_would_be_blended(background):
+    """on_mask, the hard-edged cut-out's fast path, gives on_background's pixels for alpha = mask / 255."""
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (120, 170, 3)).astype(np.uint8)
+    mask = (rng.random((120, 170)) > 0.5).astype(np.uint8) * 255
+    if background == "picture":
+        background = rng.integers(0, 256, (50, 80, 3)).astype(np.uint8)
+    expected = on_background(photo, mask.astype(np.float32) / 255, background)
+    assert np.array_equal(on_mask(photo, mask, background), expected)
+    assert np.array_equal(compose(photo, None, CutoutOptions(background=background), 0.5, mask), [expected])

@@ -75,3 +75,26 @@ def test_workers_forked_after_opencv_ran_threaded_do_not_hang(oracle_model):
     ran = subprocess.run([sys.executable, "-c", FORKED_AFTER_OPENCV, str(oracle_model)], capture_output=True,
                          text=True, timeout=120)
     assert (ran.returncode, ran.stdout) == (0, "True\n"), ran.stderr
+
+
+def test_batches_gather_across_the_loaders_hand_overs(oracle_model):
+    """Loaders hand over 8 photos at a time, whatever the batch size (few photos decoded ahead); the forward passes
+    still get full batches, and a bad photo among them is its one error."""
+    predictor = Predictor(oracle_model, device="cpu")
+    prepared = predictor.prepare(red_car_photo(64, 96)[0])
+    sizes = []
+
+    def read(job: int):
+        if job == 5:
+            raise ValueError("corrupt")
+        return prepared, None
+
+    def forward(batch, shared):
+        sizes.append(len(batch))
+        return predictor.forward(batch)
+
+    results = list(stream(list(range(31)), predictor, read, lambda job, extras, prob: job, batch_size=12, workers=1,
+                          progress=False, source=lambda job: f"photo{job}.jpg", forward=forward))
+    assert sizes == [12, 12, 6]
+    assert sorted(job for job, _, _ in results) == list(range(31))
+    assert [error for job, _, error in results if error] == ["photo5.jpg: ValueError: corrupt; replace or remove the file"]

@@ -185,30 +185,41 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
     threads = torch.get_num_threads()
     if finishers and predictor.device == "cpu":  # the finishers keep every core busy: more threads only stall
         torch.set_num_threads(max(1, available_cores() // FORWARD_SHARE))
-    loader = Loader(_Reads(jobs, read, source), batch_size=max(batch_size, LOADED_TOGETHER), num_workers=workers,
-                    collate_fn=list, pin_memory=False)
+    # loaders hand over LOADED_TOGETHER photos at a time and batches gather across hand-overs: the photos decoded
+    # ahead (at full size when the mask work runs on the device) stay few whatever the batch size
+    loader = Loader(_Reads(jobs, read, source), batch_size=LOADED_TOGETHER, num_workers=workers, collate_fn=list,
+                    pin_memory=False)
     # photos in flight at most: memory does not grow with the number of jobs
     bound = 2 * max(batch_size, LOADED_TOGETHER, pool.workers)
+    items: List[Item] = []  # forwarded, not yet sent to the finishers
+
+    def forwarded(batch: List[Dict], flush: bool) -> None:
+        """``batch`` through ``forward``, and to the finishers as soon as a task fills (with ``flush``, the rest too)."""
+        nonlocal items
+        probs = forward([item["prepared"] for item in batch], bool(finishers))
+        items += [(jobs[item["index"]], item["extras"], prob) for item, prob in zip(batch, probs)]
+        while items and (len(items) >= FINISHED_TOGETHER or flush):
+            task, items = items[:FINISHED_TOGETHER], items[FINISHED_TOGETHER:]
+            future = pool.submit(task)
+            future.add_done_callback(partial(finished, [job for job, _, _ in task]))
+            pending.extend((job, future, index) for index, (job, _, _) in enumerate(task))
+
+    waiting: List[Dict] = []  # loaded, waiting for a full batch
     try:
         with progress_bar(progress, total=len(jobs), unit="img") as bar:
             for loaded in loader:
-                good = [item for item in loaded if "error" not in item]
                 for item in loaded:
                     if "error" in item:
                         yield jobs[item["index"]], None, item["error"]
-                items: List[Item] = []
-                for start in range(0, len(good), batch_size):
-                    batch = good[start: start + batch_size]
-                    probs = forward([item["prepared"] for item in batch], bool(finishers))
-                    items += [(jobs[item["index"]], item["extras"], prob) for item, prob in zip(batch, probs)]
-                    last = start + batch_size >= len(good)
-                    while items and (len(items) >= FINISHED_TOGETHER or last):  # to the workers as soon as a task fills
-                        task, items = items[:FINISHED_TOGETHER], items[FINISHED_TOGETHER:]
-                        future = pool.submit(task)
-                        future.add_done_callback(partial(finished, [job for job, _, _ in task]))
-                        pending.extend((job, future, index) for index, (job, _, _) in enumerate(task))
+                    else:
+                        waiting.append(item)
+                while len(waiting) >= batch_size:
+                    batch, waiting = waiting[:batch_size], waiting[batch_size:]
+                    forwarded(batch, flush=len(waiting) < batch_size)
                 yield from settle(bound)
                 bar.update(len(loaded))
+            if waiting:
+                forwarded(waiting, flush=True)
             yield from settle(limit=0)
     except BaseException:  # interrupted, or the caller stopped early: the photos being written finish, no more
         pool.close(cancel=True)

@@ -15,9 +15,11 @@ GRID = 256                  # the nearness test runs on a grid this many cells a
 
 def main_subject(hard: np.ndarray) -> np.ndarray:
     """``hard`` (uint8 0/255) with every region but the main car's cleared (the input itself when it has one region)."""
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats((hard > 0).astype(np.uint8), connectivity=8)
-    if count <= 2:  # background plus at most one region
+    # Counted first without statistics (1.8 ms for a 1918x1280 mask, against 9.5 with them): most photos have one
+    # region. Statistics with Grana's algorithm: 5.0 ms, against 9.5 with OpenCV's default (Spaghetti), same regions.
+    if cv2.connectedComponents(hard, connectivity=8)[0] <= 2:  # background plus at most one region
         return hard
+    count, labels, stats, centroids = cv2.connectedComponentsWithStatsWithAlgorithm(hard, 8, cv2.CV_32S, cv2.CCL_GRANA)
     height, width = hard.shape
     offsets = (centroids[1:] / (width, height)) - 0.5
     centrality = 1 - (1 - EDGE_WEIGHT) * np.hypot(*offsets.T) / np.hypot(0.5, 0.5)
