@@ -492,17 +492,16 @@ PROJECTED_CORES = 16  # the GPU machine's (issue 25)
 def host_ms(photos: List[Path], model: Path, out_dir: Path) -> Dict[tuple, Dict[str, float]]:
     """CPU-ms per photo, on one core, of the work a folder run leaves to the host's processes beside the model, by
     route (``--refine-on``) and output: the loaders' (decode, network input) and the finishers' (the rest). Not
-    timed: the forward pass, and on the ``device`` route the full-resolution mask work, which run on the GPU there."""
+    timed: the forward pass, and on the ``device`` route the full-resolution mask work, which run on the GPU there;
+    nor what carries the photos between processes (shared memory)."""
     threads = cv2.getNumThreads(), torch.get_num_threads()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     predictor = Predictor(str(model), device="cpu")
     costs = {}
     try:
-        for photo in photos:  # warm-up: the files in the page cache, the heap grown
-            PhotoWork(predictor, refine_on="device").read(Job(photo, out_dir / photo.name, None))
         for name, (fmt, options) in OUTPUTS.items():
-            for route in ("workers", "device"):
+            for route in ("workers", "device", "workers", "device"):  # the second of each: files cached, heap grown
                 work = PhotoWork(predictor, options, fmt, refine_on=route)
                 jobs = [Job(photo, out_dir / f"{photo.stem}.{fmt}", None) for photo in photos]
                 started = time.process_time()

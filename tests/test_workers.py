@@ -89,7 +89,7 @@ def test_batches_gather_across_the_loaders_hand_overs(oracle_model):
             raise ValueError("corrupt")
         return prepared, None
 
-    def forward(batch, shared):
+    def forward(batch):
         sizes.append(len(batch))
         return predictor.forward(batch)
 

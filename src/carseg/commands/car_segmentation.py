@@ -62,8 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "here; 0: all in this process)")
     parser.add_argument("--refine-on", choices=("auto", "device", "workers"), default="auto",
                         help="where the full-resolution mask work runs (upsampling, --refine's edges, threshold): on "
-                             "the model's device, the photos then decoded by half as many processes as --workers "
-                             "before the forward pass; in the workers; auto (default): the device if it is a GPU")
+                             "the model's device, or in the workers; auto (default): the device if it is a GPU")
     parser.add_argument("--overwrite", action="store_true", help="redo photos whose output already exists")
     parser.add_argument("--recursive", action="store_true", help="include subfolders (mirrored in OUT)")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="process only shard I of N (0-based), for job arrays")
@@ -124,8 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         work = PhotoWork(predictor, options, args.format, args.max_megapixels, args.max_instances, args.refine_on)
         batch_size = args.batch_size or predictor.default_batch_size
         with ray_session(args, work) as elsewhere:
-            # a reduced-scale decode costs a tenth of a photo's finish; a full one (on_device), a third of what is left
-            decoders = -(-args.workers // (2 if work.on_device else 4))
+            decoders = -(-args.workers // 4)  # a reduced-scale decode costs a tenth of a photo's finish
             summary = remove_backgrounds(jobs, work, batch_size, decoders, args.workers, args.overwrite, progress=not args.quiet,
                                          log=log, summary_csv=args.output / SUMMARY_CSV, review_below=args.review_below,
                                          elsewhere=elsewhere)

@@ -107,6 +107,20 @@ def read_photo(path: Path, target_hw: Optional[Tuple[int, int]] = None,
     return photo
 
 
+def read_brightness(path: Path) -> np.ndarray:
+    """A photo's brightness (H x W uint8, EXIF orientation applied): ``read_photo``'s pixels in grey. A JPEG is
+    decoded straight to grey (libjpeg's luma: 2.2 ms for 1918x1280 against 7.4 for colour then grey, the same within
+    rounding)."""
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        try:
+            grey = cv2.imdecode(np.frombuffer(contents(path), np.uint8), cv2.IMREAD_GRAYSCALE)
+        except (OSError, cv2.error):
+            grey = None  # read_photo says what is wrong, in one line
+        if grey is not None:
+            return grey
+    return cv2.cvtColor(read_photo(path).pixels, cv2.COLOR_RGB2GRAY)
+
+
 def read_image(path: Path, target_hw: Optional[Tuple[int, int]] = None, full_hw: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """Read an image as uint8 sRGB (``read_photo``'s pixels converted from its profile, if another)."""
     photo = read_photo(path, target_hw, full_hw)

@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
-import torch
 
 from carseg.data.exif import kept_exif
 from carseg.data.storage import Place, check_writable as writable, contents, fetched, files_among, write_atomic
-from carseg.data.images import ENCODE_PARAMS, IMAGE_SUFFIXES, Photo, check_pixels, read_photo, write_image_atomic
+from carseg.data.images import (ENCODE_PARAMS, IMAGE_SUFFIXES, check_pixels, read_brightness, read_photo,
+                                write_image_atomic)
 from carseg.errors import CarsegError, failure
 from carseg.inference.options import CutoutOptions, OutputLimits, TooLarge
 from carseg.inference.predictor import Predictor, Prepared
-from carseg.inference.device_refinement import Refined, brightness
+from carseg.inference.device_refinement import Refined
 from carseg.inference.refinement import Refinement
 from carseg.inference.step import cut_out
 from carseg.inference.streaming import stream
@@ -199,23 +199,6 @@ REFINE_ON = ("auto", "device", "workers")  # where the full-resolution mask work
 
 
 @dataclass
-class Decoded:
-    """A photo decoded before the forward pass (when the mask is refined where the model runs, which needs the photo's
-    brightness): its pixels a tensor, so that they reach the finishing process in shared memory, not pickled."""
-
-    pixels: torch.Tensor  # H x W x 3 uint8, as ``Photo.pixels``
-    profile: Optional[bytes]
-    exif: Optional[bytes]
-
-    @classmethod
-    def of(cls, photo: Photo) -> "Decoded":
-        return cls(torch.from_numpy(photo.pixels), photo.profile, photo.exif)
-
-    def photo(self) -> Photo:
-        return Photo(self.pixels.numpy(), self.profile, self.exif)
-
-
-@dataclass
 class PhotoWork:
     """A folder run's per-photo work, the same in the local stream and in Ray's actors (``--ray``): a photo's network
     input, then, after the forward pass, its cut-out(s), mask and summary row."""
@@ -249,23 +232,19 @@ class PhotoWork:
     def read(self, job: Job) -> Tuple[Prepared, Place]:
         """The network input, and the photo for ``finish`` (its path; a stored photo with its bytes). Only they travel
         from the loader workers (a reduced-scale JPEG decode, not 7 MB per photo); the full-size photo is decoded where
-        the cut-out needs it, in ``finish``; ``on_device``, the photo is decoded here, at full size, and travels as a
-        ``Decoded``. A photo over
+        the cut-out needs it, in ``finish`` (and ``on_device`` its brightness, in the forwarding process: ``forward``).
+        A photo over
         ``max_megapixels``, or whose cut-out could grow over it (crop margins, canvas), fails from its header alone."""
         source = fetched(job.source)  # a stored photo is fetched once, for its header, this and ``finish``
         height, width = check_pixels(source, self.max_megapixels)
         with naming(job.source):
             self.limits.check(self.options, self.fmt, width, height)
-        if not self.on_device:
-            return self.predictor.read(source, (height, width)), source
-        photo = read_photo(source)
-        prepared = self.predictor.read(source, (height, width), photo)  # a JPEG: from its reduced decode, as always
-        return replace(prepared, guide=brightness(photo.pixels)), Decoded.of(photo)
+        return self.predictor.read(source, (height, width)), source
 
-    def forward(self, prepared: List[Prepared], shared: bool = False) -> List[Any]:
+    def forward(self, prepared: List[Prepared]) -> List[Any]:
         """The batch's probability maps: at network resolution, or ``on_device`` refined to full size there
-        (``Predictor.refined``; ``shared``: into shared memory, for a worker process)."""
-        return self.predictor.refined(prepared, shared) if self.on_device else self.predictor.forward(prepared)
+        (``Predictor.refined``, from inputs whose ``guide`` is ``read_brightness`` of the photo)."""
+        return self.predictor.refined(prepared) if self.on_device else self.predictor.forward(prepared)
 
     @property
     def limits(self) -> OutputLimits:
@@ -284,7 +263,9 @@ class PhotoWork:
         inputs = []
         for job in jobs:
             try:
-                inputs.append((job, *self.read(job)))
+                prepared, source = self.read(job)
+                inputs.append((job, replace(prepared, guide=read_brightness(source)) if self.on_device else prepared,
+                               source))
             except Exception as exc:  # one odd file, one row
                 rows[id(job)] = failed(job, exc)
         size = self.predictor.default_batch_size  # on CPU large inputs cost more per photo in a batch of 8 than alone
@@ -308,12 +289,12 @@ class Finishing:
     fmt: str
     limits: OutputLimits
 
-    def __call__(self, job: Job, source: Union[None, Place, Decoded], prob: Union[np.ndarray, Refined]) -> PhotoRow:
+    def __call__(self, job: Job, source: Optional[Place], prob: Union[np.ndarray, Refined]) -> PhotoRow:
         """Decode + upsample + compose + encode + write; the photo's summary row. The pictures carry the photo's
         colour profile, and its EXIF as ``keep_metadata`` and ``keep_location`` say. ``source``: the photo as
-        ``PhotoWork.read`` had it (a stored one with its bytes, or decoded already); None: ``job.source``. ``prob``:
+        ``PhotoWork.read`` had it (a stored one with its bytes); None: ``job.source``. ``prob``:
         ``PhotoWork.forward``'s."""
-        photo = source.photo() if isinstance(source, Decoded) else read_photo(source or job.source)
+        photo = read_photo(source or job.source)
         with naming(job.source):
             cut = cut_out(self.refinement, photo.pixels, prob, self.options, limits=self.limits, profile=photo.profile)
         exif = kept_exif(photo.exif, self.options.keep_metadata, self.options.keep_location)
@@ -382,7 +363,7 @@ def remove_backgrounds(jobs: List[Job], work: PhotoWork, batch_size: int = 8, wo
     record()  # before any photo too, so a run stopped in any way leaves its outputs named (OUT = IN reruns: own_outputs)
     results = elsewhere(todo) if elsewhere is not None else stream(
         todo, work.predictor, work.read, work.finishing(), batch_size, workers, progress, source=attrgetter("source"),
-        finishers=finishers, done=finished, forward=work.forward)
+        finishers=finishers, done=finished, forward=work.forward, guide=read_brightness if work.on_device else None)
     try:
         for job, row, error in results:
             if error:

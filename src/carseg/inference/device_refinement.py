@@ -9,7 +9,7 @@ not whole).
 """
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 import torch
@@ -23,25 +23,26 @@ from carseg.inference.refinement import Refinement
 @dataclass
 class Refined:
     """One photo's probabilities refined to its size where the model ran: what the host needs of them (4.9 MB for a
-    1918x1280 photo instead of a 9.8 MB float map, in shared memory when it goes to a worker process)."""
+    1918x1280 photo instead of a 9.8 MB float map; pickled to a worker process, which costs less of the sending
+    process's time than shared memory: benchmarks/README.md)."""
 
-    maps: torch.Tensor  # 2 x H x W uint8 on the host: the 0/255 mask (probability > threshold), round(255 x probability)
-    prob_sum: float     # the sum of the probabilities, before rounding
-    kept_sum: float     # ... over the mask
-    threshold: float    # the mask's (the refinement's)
+    maps: np.ndarray  # 2 x H x W uint8: the 0/255 mask (probability > threshold), and round(255 x probability)
+    prob_sum: float   # the sum of the probabilities, before rounding
+    kept_sum: float   # ... over the mask
+    threshold: float  # the mask's (the refinement's)
 
     @property
     def hard(self) -> np.ndarray:
         """The 0/255 mask at the threshold (H x W uint8, a view: copy it before changing it)."""
-        return self.maps[0].numpy()
+        return self.maps[0]
 
     @property
-    def shape(self) -> tuple:
-        return tuple(self.maps.shape[1:])
+    def shape(self) -> Tuple[int, int]:
+        return self.maps.shape[1:]
 
     def probabilities(self) -> np.ndarray:
         """The probabilities (float32 H x W), to 1/255."""
-        return self.maps[1].numpy().astype(np.float32) * np.float32(1 / 255)
+        return self.maps[1].astype(np.float32) * np.float32(1 / 255)
 
     def mask(self, threshold: float) -> np.ndarray:
         """The 0/255 mask at ``threshold``: ``hard`` at the map's own, else from the rounded probabilities (a request
@@ -54,16 +55,16 @@ class Refined:
         of the pixels where ``kept`` and ``hard`` differ."""
         count = np.count_nonzero(kept)
         kept_sum = self.kept_sum
-        if kept.ctypes.data != self.maps.data_ptr():  # not the mask itself
-            prob8, hard, kept = self.maps[1].numpy(), self.hard > 0, kept > 0
+        if not np.may_share_memory(kept, self.maps):  # not the mask itself
+            prob8, hard, kept = self.maps[1], self.hard > 0, kept > 0
             kept_sum += float(prob8[kept & ~hard].sum(dtype=np.float64) - prob8[hard & ~kept].sum(dtype=np.float64)) / 255
         total = self.prob_sum + count
         return 0.0 if count == 0 or total == 0 else 2 * max(0.0, kept_sum) / total
 
 
-def brightness(photo: np.ndarray) -> torch.Tensor:
+def brightness(photo: np.ndarray) -> np.ndarray:
     """The guide of ``guided_filter``: the photo's (RGB uint8) brightness, as OpenCV's guided filter takes it."""
-    return torch.from_numpy(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY))
+    return cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
 
 
 def _reflect(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -93,24 +94,26 @@ def _area_weights(size: int, small: int, device: torch.device) -> torch.Tensor:
 
 
 def area_resize(x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-    """``x`` (H x W float) shrunk to ``hw`` as ``cv2.resize(..., INTER_AREA)`` does at any scale (torch's ``area``
-    mode, adaptive pooling, is off by up to 38 grey levels where the scale is not whole): two matrix products."""
-    return _area_weights(x.shape[0], hw[0], x.device) @ x @ _area_weights(x.shape[1], hw[1], x.device).T
+    """``x`` (... x H x W float) shrunk to ``hw`` as ``cv2.resize(..., INTER_AREA)`` does at any scale (torch's
+    ``area`` mode, adaptive pooling, is off by up to 38 grey levels where the scale is not whole): two matrix
+    products."""
+    return _area_weights(x.shape[-2], hw[0], x.device) @ x @ _area_weights(x.shape[-1], hw[1], x.device).T
 
 
 def guided_filter(gray: torch.Tensor, prob: torch.Tensor, radius: int = RADIUS, eps: float = EPS,
                   subsample: int = SUBSAMPLE) -> torch.Tensor:
-    """``carseg.inference.guided_filter.guided_filter`` in torch: ``prob`` (float, h x w, any resolution) filtered
-    with ``gray`` (the photo's brightness, uint8 H x W, on the same device) into an H x W map in [0, 1]."""
-    height, width = gray.shape
+    """``carseg.inference.guided_filter.guided_filter`` in torch, for N photos of one size at once: ``prob`` (N x h x
+    w float, any resolution) filtered with ``gray`` (the photos' brightness, N x H x W uint8, on the same device)
+    into N x H x W maps in [0, 1]."""
+    height, width = gray.shape[1:]
     small = (max(1, height // subsample), max(1, width // subsample))
     guide = gray.float()
-    small_gray = area_resize(guide, small).round_()[None, None]  # OpenCV shrinks uint8 into uint8
+    small_gray = area_resize(guide, small).round_()[:, None]  # OpenCV shrinks uint8 into uint8
     p = prob.float()
-    if p.shape[1] > small[1]:
-        small_prob = area_resize(p, small)[None, None]
+    if p.shape[2] > small[1]:
+        small_prob = area_resize(p, small)[:, None]
     else:
-        small_prob = F.interpolate(p[None, None], size=small, mode="bilinear", align_corners=False)
+        small_prob = F.interpolate(p[:, None], size=small, mode="bilinear", align_corners=False)
     r = min(max(1, radius // subsample), *small)  # the reflection reaches at most across the map
     mean_i, mean_p = box_mean(small_gray, r), box_mean(small_prob, r)
     var_i = box_mean(small_gray * small_gray, r) - mean_i * mean_i
@@ -118,28 +121,35 @@ def guided_filter(gray: torch.Tensor, prob: torch.Tensor, radius: int = RADIUS, 
     b = mean_p - a * mean_i
     coefficients = F.interpolate(torch.cat([box_mean(a, r), box_mean(b, r)], 1), size=(height, width),
                                  mode="bilinear", align_corners=False)
-    return (coefficients[0, 0] * guide + coefficients[0, 1]).clamp_(0.0, 1.0)
+    return torch.addcmul(coefficients[:, 1], coefficients[:, 0], guide).clamp_(0.0, 1.0)
 
 
 def upsample(refinement: Refinement, prob: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
-    """``Refinement.upsample`` in torch: ``prob`` (h x w) at the size of ``gray`` (H x W uint8, the photo's
-    brightness), along the photo's edges with ``guided``, bilinear with ``none``."""
+    """``Refinement.upsample`` in torch for N photos of one size: ``prob`` (N x h x w) at the size of ``gray``
+    (N x H x W uint8, the photos' brightness), along the photos' edges with ``guided``, bilinear with ``none``."""
     if refinement.refine == "guided":
         return guided_filter(gray, prob)
-    return F.interpolate(prob.float()[None, None], size=tuple(gray.shape), mode="bilinear", align_corners=False)[0, 0]
+    return F.interpolate(prob.float()[:, None], size=tuple(gray.shape[1:]), mode="bilinear", align_corners=False)[:, 0]
 
 
-def refine(refinement: Refinement, prob: torch.Tensor, gray: torch.Tensor, shared: bool = False) -> Refined:
-    """``prob`` (network resolution, on the model's device) to the photo's size (``gray``, on the same device),
-    thresholded and summed there; only the two uint8 maps come to the host (into shared memory with ``shared``,
-    so that a worker process receives them without a copy)."""
-    full = upsample(refinement, prob, gray)
-    mask = full > refinement.threshold
-    sums = torch.stack([full.sum(dtype=torch.float64), full.masked_fill(~mask, 0).sum(dtype=torch.float64)])
-    maps = torch.stack([mask.to(torch.uint8).mul_(255), full.mul(255).add_(0.5).to(torch.uint8)])
-    host = torch.empty(maps.shape, dtype=torch.uint8)
-    host = host.share_memory_() if shared else host
-    host.copy_(maps)
-    prob_sum, kept_sum = sums.tolist()
-    return Refined(host, prob_sum, kept_sum, refinement.threshold)
-
+def refine(refinement: Refinement, probs: Sequence[torch.Tensor], guides: Sequence[np.ndarray]) -> List[Refined]:
+    """Each of ``probs`` (network resolution, on the model's device) refined to the size of its photo's brightness
+    (``guides``, host H x W uint8), thresholded and summed there: photos of one size together, in one pass of each
+    step; only the two uint8 maps come to the host."""
+    refined: List[Optional[Refined]] = [None] * len(probs)
+    groups: Dict[tuple, List[int]] = {}
+    for index, (prob, guide) in enumerate(zip(probs, guides)):
+        groups.setdefault((tuple(prob.shape), guide.shape), []).append(index)
+    for members in groups.values():
+        device = probs[members[0]].device
+        gray = torch.from_numpy(np.stack([guides[i] for i in members]))
+        if device.type == "cuda":  # pinned: the copy runs without a staging copy
+            gray = gray.pin_memory()
+        full = upsample(refinement, torch.stack([probs[i] for i in members]), gray.to(device, non_blocking=True))
+        mask = full > refinement.threshold
+        sums = torch.stack([full.sum((1, 2), dtype=torch.float64),
+                            full.masked_fill(~mask, 0).sum((1, 2), dtype=torch.float64)], 1).cpu().numpy()
+        maps = torch.stack([mask.to(torch.uint8).mul_(255), full.mul_(255).add_(0.5).to(torch.uint8)], 1).cpu().numpy()
+        for index, photo_maps, (prob_sum, kept_sum) in zip(members, maps, sums):
+            refined[index] = Refined(photo_maps, float(prob_sum), float(kept_sum), refinement.threshold)
+    return refined  # type: ignore[return-value]

@@ -14,7 +14,7 @@ import ttach
 from torch import nn
 
 from carseg.data.colour import to_srgb
-from carseg.data.images import Photo, image_size, read_photo
+from carseg.data.images import image_size, read_photo
 from carseg.errors import CarsegError
 from carseg.inference.backends import Backend, backend_for, load_model
 from carseg.inference.cutout import binarize
@@ -58,9 +58,7 @@ class Prepared:
     image: np.ndarray  # H' x W' x 3 uint8 (sRGB), H' and W' multiples of the size divisor: 4x fewer bytes than the
                        # normalised floats to hand from a loader worker or copy to a GPU; forward normalises them
     resized_hw: Tuple[int, int]
-    guide: Optional[torch.Tensor] = None  # for ``refined``: the photo's brightness at full size (H x W uint8,
-                                          # device_refinement.brightness; a tensor, so shared memory, not pickled,
-                                          # on its way from a loader worker)
+    guide: Optional[np.ndarray] = None  # for ``refined``: the photo's brightness at full size (H x W uint8)
 
 
 class Predictor:
@@ -120,39 +118,37 @@ class Predictor:
         resized = to_srgb(fit_longest(image, self.max_size), profile)
         return Prepared(np.ascontiguousarray(pad_to_multiple(resized, self.divisor)), resized.shape[:2])
 
-    def read(self, path: Path, full_hw: Optional[Tuple[int, int]] = None, photo: Optional[Photo] = None) -> Prepared:
+    def read(self, path: Path, full_hw: Optional[Tuple[int, int]] = None) -> Prepared:
         """A photo file -> network input, without decoding it at full size (safe in a DataLoader worker).
 
         JPEGs are decoded at the smallest libjpeg scale that still covers the network size, as in
         training: ~3x less work than a full decode and resize for a 1918x1280 photo. ``full_hw``: the photo's size
-        from its header, when the caller has read it already. ``photo``: its full-size decode, when the caller has
-        it: other formats are prepared from it, not decoded again.
+        from its header, when the caller has read it already.
         """
         if Path(path).suffix.lower() not in (".jpg", ".jpeg"):
-            photo = photo or read_photo(path)
+            photo = read_photo(path)
         else:
             full_hw = full_hw or image_size(path)  # from the header
             scale = min(1.0, self.max_size / max(full_hw))
             photo = read_photo(path, target_hw=(round(full_hw[0] * scale), round(full_hw[1] * scale)), full_hw=full_hw)
         return self.prepare(photo.pixels, photo.profile)
 
+    @torch.inference_mode()
     def forward(self, prepared: Sequence[Prepared]) -> List[np.ndarray]:
         """Probability maps (float32) at network resolution, each cropped to its photo's resized area."""
         probs = self._forward(prepared).cpu()
         return [prob[: p.resized_hw[0], : p.resized_hw[1]].contiguous().numpy() for prob, p in zip(probs, prepared)]
 
     @torch.inference_mode()
-    def refined(self, prepared: Sequence[Prepared], shared: bool = False) -> List[Refined]:
+    def refined(self, prepared: Sequence[Prepared]) -> List[Refined]:
         """Each photo's probabilities refined to its full size where the model runs (on a GPU: the host then only
-        decodes, composes and encodes), from inputs prepared with ``guide``; ``shared``: into shared memory, for a
-        worker process (``carseg.inference.device_refinement``)."""
+        decodes, composes and encodes), from inputs with a ``guide`` (``carseg.inference.device_refinement``)."""
         probs = self._forward(prepared)
-        return [refine(self.refinement, prob[: p.resized_hw[0], : p.resized_hw[1]], p.guide.to(prob.device), shared)
-                for prob, p in zip(probs, prepared)]
+        return refine(self.refinement, [prob[: p.resized_hw[0], : p.resized_hw[1]] for prob, p in zip(probs, prepared)],
+                      [p.guide for p in prepared])
 
-    @torch.inference_mode()
     def _forward(self, prepared: Sequence[Prepared]) -> torch.Tensor:
-        """N x H' x W' probabilities (float32) on the model's device."""
+        """N x H' x W' probabilities (float32) on the model's device (called in inference mode)."""
         # torch, not numpy, copies the photos into the batch and the maps out of it: torch does it without the GIL,
         # which the folder command's main process would otherwise hold ~1 ms per photo (benchmarks/README.md)
         height = max(p.image.shape[0] for p in prepared)

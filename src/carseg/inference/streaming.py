@@ -17,7 +17,9 @@ from torch.utils.data import Dataset
 from carseg.cores import available_cores
 from carseg.data.loader import Loader, process_pool
 from carseg.errors import failure
+from carseg.inference.device_refinement import Refined
 from carseg.inference.predictor import Predictor, Prepared
+from carseg.inference.shared_slots import InSlot, Slots, slots_for
 from carseg.progress import progress_bar
 
 Job = TypeVar("Job")
@@ -25,8 +27,8 @@ Job = TypeVar("Job")
 # in a finishing process or thread. Either may raise: the job then yields an error line.
 Read = Callable[[Any], Tuple[Prepared, Any]]
 Finish = Callable[[Any, Any, Any], Any]
-# forward(network inputs, shared) -> a probability map (or Predictor.refined's) each; shared: for worker processes
-Forward = Callable[[List[Prepared], bool], List[Any]]
+# forward(network inputs) -> a probability map (or Predictor.refined's) each
+Forward = Callable[[List[Prepared]], List[Any]]
 
 
 class _Reads(Dataset):
@@ -85,31 +87,34 @@ Item = Tuple[Any, Any, np.ndarray]  # a job, its extras and its probability map,
 Outcome = Tuple[Any, Optional[str]]  # finish's result, or None and the job's one-line error
 
 
-def _finish_all(finish: Finish, source: Callable[[Any], Any], heap: Heap, items: List[Item]) -> List[Outcome]:
-    """``finish`` of each item; a failure is its one-line error, so the other items' results stand."""
+def _finish_all(finish: Finish, source: Callable[[Any], Any], heap: Heap, items: List[Item],
+                slots: Optional[Slots] = None) -> List[Outcome]:
+    """``finish`` of each item (its maps read from ``slots`` where they wait there); a failure is its one-line
+    error, so the other items' results stand."""
     outcomes: List[Outcome] = []
     for job, extras, prob in items:
         try:
-            outcomes.append((finish(job, extras, prob), None))
+            outcomes.append((finish(job, extras, slots.take(prob) if isinstance(prob, InSlot) else prob), None))
         except Exception as exc:  # one bad file never stops the folder
             outcomes.append((None, failure(source(job), exc)))
         heap.released(1)
     return outcomes
 
 
-_held: Optional[Tuple[Finish, Callable[[Any], Any], Heap]] = None  # a worker process's (see _hold)
+_held: Optional[Tuple[Finish, Callable[[Any], Any], Heap, Optional[Slots]]] = None  # a worker process's (_hold)
 
 
-def _hold(finish: Finish, source: Callable[[Any], Any]) -> None:
+def _hold(finish: Finish, source: Callable[[Any], Any], slots: Optional[Slots]) -> None:
     """A finishing process's set-up: ``finish`` kept for its tasks, OpenCV on one thread (the process is one core's
-    worth of work), the heap tuned for full-resolution arrays."""
+    worth of work), the heap tuned for full-resolution arrays, the shared slots (inherited) where maps wait."""
     global _held
     cv2.setNumThreads(1)
-    _held = finish, source, Heap()
+    _held = finish, source, Heap(), slots
 
 
 def _finish_held(items: List[Item]) -> List[Outcome]:
-    return _finish_all(*_held, items)
+    finish, source, heap, slots = _held
+    return _finish_all(finish, source, heap, items, slots)
 
 
 LOADED_TOGETHER = 8  # photos a loader worker hands over at once, whatever the batch size: the hand-over's own cost
@@ -124,13 +129,15 @@ DIED = ("a worker process died while finishing this photo (out of memory, or kil
 
 class _Finishers:
     """``finish`` in ``processes`` worker processes (``carseg.data.loader.process_pool``), or with 0 in threads of
-    this process, one per core. A pool whose process died is replaced; the photos it held fail with ``DIED``."""
+    this process, one per core. A pool whose process died is replaced; the photos it held fail with ``DIED``.
+    ``slots``: how many photos' refined maps may wait in shared memory for the processes (0: none, all pickled)."""
 
-    def __init__(self, finish: Finish, source: Callable[[Any], Any], processes: int):
+    def __init__(self, finish: Finish, source: Callable[[Any], Any], processes: int, slots: int = 0):
         self.finish, self.source, self.processes = finish, source, processes
         self.workers = processes or available_cores()
+        self.slots = slots_for(slots) if processes and slots else None  # before the fork: the processes inherit it
         if processes:
-            self.pool = process_pool(processes, _hold, finish, source)
+            self.pool = process_pool(processes, _hold, finish, source, self.slots)
         else:
             # one thread per core; OpenCV's own thread pool would only add contention (~10% slower on 2 cores)
             self.pool = ThreadPoolExecutor(max_workers=self.workers)
@@ -141,12 +148,18 @@ class _Finishers:
         """A task finishing ``items``: its future gives their outcomes."""
         if not self.processes:
             return self.pool.submit(_finish_all, self.finish, self.source, self.heap, items)
+        if self.slots is not None:
+            items = [(job, extras, self.slots.put(prob) if isinstance(prob, Refined) else prob)
+                     for job, extras, prob in items]
         try:
-            return self.pool.submit(_finish_held, items)
+            future = self.pool.submit(_finish_held, items)
         except BrokenProcessPool:
             self.pool.shutdown(wait=False)
-            self.pool = process_pool(self.processes, _hold, self.finish, self.source)
-            return self.pool.submit(_finish_held, items)
+            self.pool = process_pool(self.processes, _hold, self.finish, self.source, self.slots)
+            future = self.pool.submit(_finish_held, items)
+        if self.slots is not None:  # the slots are free again once the task has ended, however it ended
+            future.add_done_callback(lambda _: self.slots.release(prob for _, _, prob in items))
+        return future
 
     def close(self, cancel: bool) -> None:
         """Wait for the photos being finished; with ``cancel``, start no other."""
@@ -158,13 +171,18 @@ class _Finishers:
 def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish, batch_size: int = 8,
            workers: int = 2, progress: bool = True, source: Callable[[Job], Any] = lambda job: job,
            finishers: int = 0, done: Callable[[Job, Any], None] = lambda job, result: None,
-           forward: Optional[Forward] = None) -> Iterator[Tuple[Job, Any, Optional[str]]]:
+           forward: Optional[Forward] = None, guide: Optional[Callable[[Any], np.ndarray]] = None,
+           ) -> Iterator[Tuple[Job, Any, Optional[str]]]:
     """Yield ``(job, finish's result, None)`` or ``(job, None, one-line error)`` for every job, as each is finished.
     ``workers``: loader processes that ``read``. ``finishers``: processes that ``finish`` (0: threads of this
     process), where the full-resolution work no longer contends for this process's interpreter with the forward
     passes. ``done(job, result)``: called as each job is finished, also when the caller stops the stream early (the
-    photos being finished then finish). ``forward``: what the batches go through (default: ``predictor.forward``)."""
-    forward = forward or (lambda prepared, shared: predictor.forward(prepared))
+    photos being finished then finish). ``forward``: what the batches go through (default: ``predictor.forward``).
+    ``guide(extras)``: for the mask work where the model runs (``Predictor.refined``), the photo's brightness, set
+    as each network input's ``guide``; decoded in ``workers`` threads of this process as the photos arrive (OpenCV
+    decodes without holding the interpreter; handed over from a loader process, the 2.4 MB of a 1918x1280 photo
+    held it ~1 ms); the refined maps then go to the finishing processes through shared memory."""
+    forward = forward or predictor.forward
     pending: Deque[Tuple[Job, Future, int]] = deque()  # a photo, its task and its place in the task
 
     def settle(limit: int) -> Iterator[Tuple[Job, Any, Optional[str]]]:
@@ -181,7 +199,11 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
                 if error is None:
                     done(job, result)
 
-    pool = _Finishers(finish, source, finishers)  # before the loader: its processes fork from this one alone
+    # photos in flight at most: memory does not grow with the number of jobs
+    bound = 2 * max(batch_size, LOADED_TOGETHER, finishers or available_cores())
+    # before the loader: its processes fork from this one alone
+    pool = _Finishers(finish, source, finishers, slots=bound + batch_size + LOADED_TOGETHER if guide else 0)
+    guides = ThreadPoolExecutor(max(1, workers), thread_name_prefix="guide") if guide else None
     threads = torch.get_num_threads()
     if finishers and predictor.device == "cpu":  # the finishers keep every core busy: more threads only stall
         torch.set_num_threads(max(1, available_cores() // FORWARD_SHARE))
@@ -189,20 +211,29 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
     # ahead (at full size when the mask work runs on the device) stay few whatever the batch size
     loader = Loader(_Reads(jobs, read, source), batch_size=LOADED_TOGETHER, num_workers=workers, collate_fn=list,
                     pin_memory=False)
-    # photos in flight at most: memory does not grow with the number of jobs
-    bound = 2 * max(batch_size, LOADED_TOGETHER, pool.workers)
     items: List[Item] = []  # forwarded, not yet sent to the finishers
 
     def forwarded(batch: List[Dict], flush: bool) -> None:
         """``batch`` through ``forward``, and to the finishers as soon as a task fills (with ``flush``, the rest too)."""
         nonlocal items
-        probs = forward([item["prepared"] for item in batch], bool(finishers))
-        items += [(jobs[item["index"]], item["extras"], prob) for item, prob in zip(batch, probs)]
+        if batch:  # (its photos may all have failed)
+            probs = forward([item["prepared"] for item in batch])
+            items += [(jobs[item["index"]], item["extras"], prob) for item, prob in zip(batch, probs)]
         while items and (len(items) >= FINISHED_TOGETHER or flush):
             task, items = items[:FINISHED_TOGETHER], items[FINISHED_TOGETHER:]
             future = pool.submit(task)
             future.add_done_callback(partial(finished, [job for job, _, _ in task]))
             pending.extend((job, future, index) for index, (job, _, _) in enumerate(task))
+
+    def guided(batch: List[Dict]) -> Iterator[Tuple[Job, Any, Optional[str]]]:
+        """Each item's guide set on its network input (``guide``); an item whose guide failed yields its error line and
+        leaves the batch."""
+        for item in list(batch):
+            try:
+                item["prepared"].guide = item.pop("guide").result()  # (its own copy, from a loader process)
+            except Exception as exc:  # one odd file, one line
+                batch.remove(item)
+                yield jobs[item["index"]], None, failure(source(jobs[item["index"]]), exc)
 
     waiting: List[Dict] = []  # loaded, waiting for a full batch
     try:
@@ -212,13 +243,17 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
                     if "error" in item:
                         yield jobs[item["index"]], None, item["error"]
                     else:
+                        if guides is not None:
+                            item["guide"] = guides.submit(guide, item["extras"])
                         waiting.append(item)
                 while len(waiting) >= batch_size:
                     batch, waiting = waiting[:batch_size], waiting[batch_size:]
+                    yield from guided(batch) if guides is not None else ()
                     forwarded(batch, flush=len(waiting) < batch_size)
                 yield from settle(bound)
                 bar.update(len(loaded))
             if waiting:
+                yield from guided(waiting) if guides is not None else ()
                 forwarded(waiting, flush=True)
             yield from settle(limit=0)
     except BaseException:  # interrupted, or the caller stopped early: the photos being written finish, no more
@@ -226,4 +261,6 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
         raise
     finally:
         torch.set_num_threads(threads)
+        if guides is not None:
+            guides.shutdown(cancel_futures=True)
     pool.close(cancel=False)
