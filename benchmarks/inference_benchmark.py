@@ -451,7 +451,8 @@ def scaling(args: argparse.Namespace, work: Path, photos: List[Path], model: Pat
         print("  skipped: no py-spy beside this Python (pip install py-spy)")
     else:
         serial = {}
-        for name, extra in (("--workers 0 (threads, one process)", ("--workers", "0")), ("default", ())):
+        for name, extra in (("--workers 0 (threads, one process)", ("--workers", "0")), ("default", ()),
+                            ("--refine-on device (the GPU's route)", ("--refine-on", "device"))):
             wait_for_quiet(args.quiet_wait)  # not quietly(): py-spy's own sampling would count as a disturbance
             serial[name] = serial_ms(small, large, work / "out_serial", model, args.device, *extra)
         for name, ms in serial.items():

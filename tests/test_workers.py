@@ -98,3 +98,22 @@ def test_batches_gather_across_the_loaders_hand_overs(oracle_model):
     assert sizes == [12, 12, 6]
     assert sorted(job for job, _, _ in results) == list(range(31))
     assert [error for job, _, error in results if error] == ["photo5.jpg: ValueError: corrupt; replace or remove the file"]
+
+
+def test_a_guide_that_fails_is_its_photos_one_error(oracle_model):
+    """With the mask work where the model runs, each photo's brightness is decoded in this process's threads; one that
+    cannot be decoded fails its photo alone."""
+    predictor = Predictor(oracle_model, device="cpu")
+    prepared = predictor.prepare(red_car_photo(64, 96)[0])
+
+    def guide(job: int) -> np.ndarray:
+        if job == 3:
+            raise ValueError("truncated")
+        return np.full((64, 96), 128, np.uint8)
+
+    results = list(stream(list(range(10)), predictor, lambda job: (prepared, job), lambda job, extras, prob: prob.shape,
+                          batch_size=4, workers=1, progress=False, source=lambda job: f"photo{job}.jpg",
+                          forward=predictor.refined, guide=guide, finishers=2))
+    assert sorted(job for job, _, _ in results) == list(range(10))
+    assert {job: error for job, _, error in results if error} == {3: "photo3.jpg: ValueError: truncated; replace or remove the file"}
+    assert all(shape == (64, 96) for job, shape, error in results if not error)
