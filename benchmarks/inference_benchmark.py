@@ -30,7 +30,8 @@
     two outputs.                                                              no goal: measured
 (g) serial time: GIL-held seconds of the CLI's main process while it runs the photos (py-spy record --gil;
     start-up left out) on 80 photos minus on 16, per photo, and the photos/s it caps any machine at; also with --workers 0 (the
-    finishing in threads of one process, as before worker processes).          goal: <= 3 ms
+    finishing in threads of one process, as before worker processes) and with --refine-on device (the route a GPU
+    takes; here the mask work runs on the CPU, in torch, which releases the GIL).   goal: <= 3 ms
 (h) cores: the CLI's photos/s limited to 1 core and to 2 (os.sched_setaffinity, --workers at its
     default: one per core), and whether their outputs agree.    goal: >= 1.85x, mask IoU >= 0.999
 (i) the GPU, when CUDA is present (else one line saying it is skipped): photos/s to RGBA PNG and to
