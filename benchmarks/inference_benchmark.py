@@ -67,6 +67,7 @@ import tempfile
 import threading
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set
 
@@ -78,7 +79,7 @@ import psutil
 import torch
 from albumentations.pytorch import ToTensorV2
 
-from carseg.data.images import ENCODE_PARAMS, read_image
+from carseg.data.images import ENCODE_PARAMS, read_brightness, read_image
 from carseg.data.synthetic import generate_dataset
 from carseg.data.transforms import post_transforms, pre_transforms
 from carseg.training.models.unet import UNet
@@ -493,7 +494,8 @@ PROJECTED_CORES = 16  # the GPU machine's (issue 25)
 
 def host_ms(photos: List[Path], model: Path, out_dir: Path) -> Dict[tuple, Dict[str, float]]:
     """CPU-ms per photo, on one core, of the work a folder run leaves to the host's processes beside the model, by
-    route (``--refine-on``) and output: the loaders' (decode, network input) and the finishers' (the rest). Not
+    route (``--refine-on``) and output: the decoding before the forward pass (network input; on the ``device``
+    route also the brightness) and the finishers' (the rest). Not
     timed: the forward pass, and on the ``device`` route the full-resolution mask work, which run on the GPU there;
     nor what carries the photos between processes (shared memory)."""
     threads = cv2.getNumThreads(), torch.get_num_threads()
@@ -508,6 +510,8 @@ def host_ms(photos: List[Path], model: Path, out_dir: Path) -> Dict[tuple, Dict[
                 jobs = [Job(photo, out_dir / f"{photo.stem}.{fmt}", None) for photo in photos]
                 started = time.process_time()
                 reads = [work.read(job) for job in jobs]
+                if work.on_device:  # the brightness, decoded in the main process's threads
+                    reads = [(replace(prepared, guide=read_brightness(source)), source) for prepared, source in reads]
                 loaders = time.process_time() - started
                 maps = [work.forward([prepared])[0] for prepared, _ in reads]
                 finish = work.finishing()
@@ -532,7 +536,7 @@ def gpu_rows(args: argparse.Namespace, work: Path, model: Path) -> List[tuple]:
           f"{PROJECTED_CORES} such cores could finish at most:")
     for (name, route), cost in costs.items():
         total = cost["loaders"] + cost["finishers"]
-        print(f"  {name:10s} --refine-on {route:7s} loaders {cost['loaders']:5.1f} ms + finishers "
+        print(f"  {name:10s} --refine-on {route:7s} decode {cost['loaders']:5.1f} ms + finishers "
               f"{cost['finishers']:5.1f} ms = {total:5.1f} ms -> {PROJECTED_CORES * 1000 / total:4.0f} photos/s")
     if not torch.cuda.is_available():
         print("  skipped: no CUDA device here (torch.cuda.is_available() is False): the GPU figures are not measured")

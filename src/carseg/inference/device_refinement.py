@@ -4,12 +4,13 @@ On a GPU the host then only decodes, composes, encodes and writes.
 
 The same steps as ``carseg.inference.guided_filter`` and ``carseg.inference.refinement`` (OpenCV on the CPU), in
 device-agnostic torch: ``tests/test_device_refinement.py`` runs them on CPU tensors and holds them to the OpenCV
-path (the area resize is torch's adaptive average pooling, a hair off OpenCV's ``INTER_AREA`` where the scale is
-not whole).
+path (maps within 0.002; OpenCV's ``INTER_AREA`` shrink is written out as two matrix products, as no torch resize
+gives its pixels).
 """
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
+
 import cv2
 import numpy as np
 import torch
@@ -23,8 +24,7 @@ from carseg.inference.refinement import Refinement
 @dataclass
 class Refined:
     """One photo's probabilities refined to its size where the model ran: what the host needs of them (4.9 MB for a
-    1918x1280 photo instead of a 9.8 MB float map; pickled to a worker process, which costs less of the sending
-    process's time than shared memory: benchmarks/README.md)."""
+    1918x1280 photo instead of a 9.8 MB float map; to a worker process through ``carseg.inference.shared_slots``)."""
 
     maps: np.ndarray  # 2 x H x W uint8: the 0/255 mask (probability > threshold), and round(255 x probability)
     prob_sum: float   # the sum of the probabilities, before rounding

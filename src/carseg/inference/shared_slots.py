@@ -4,8 +4,9 @@ number through the pipe. Pickled instead, the 4.9 MB of a 1918x1280 photo's maps
 interpreter ~1 ms a photo (py-spy, benchmarks/README.md); once a GPU does the rest of a photo's work there, that
 process's time per photo bounds the whole run.
 
-Written here because the libraries at hand share memory per array: ``multiprocessing.shared_memory`` and torch's
-shared tensors create a segment and pass a file descriptor for every photo, which cost the sender as much.
+Written here because the libraries at hand share memory per array, a new segment for every photo: torch's shared
+tensors (tried: creating the segment and passing its file descriptor cost the sender as much as pickling) and
+``multiprocessing.shared_memory``. These slots are mapped once, before the processes fork, and reused.
 """
 import mmap
 import threading

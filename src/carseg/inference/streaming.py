@@ -84,7 +84,7 @@ class Heap:
             self.photos = 0
 
 
-Item = Tuple[Any, Any, np.ndarray]  # a job, its extras and its probability map, to finish
+Item = Tuple[Any, Any, Any]  # a job, its extras and its probability map (or Refined, or InSlot), to finish
 Outcome = Tuple[Any, Optional[str]]  # finish's result, or None and the job's one-line error
 
 
@@ -209,7 +209,7 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
     if finishers and predictor.device == "cpu":  # the finishers keep every core busy: more threads only stall
         torch.set_num_threads(max(1, available_cores() // FORWARD_SHARE))
     # loaders hand over LOADED_TOGETHER photos at a time and batches gather across hand-overs: the photos decoded
-    # ahead (at full size when the mask work runs on the device) stay few whatever the batch size
+    # ahead stay few whatever the batch size (32 on a GPU)
     loader = Loader(_Reads(jobs, read, source), batch_size=LOADED_TOGETHER, num_workers=workers, collate_fn=list,
                     pin_memory=False)
     items: List[Item] = []  # forwarded, not yet sent to the finishers
