@@ -57,7 +57,8 @@ class Refined:
         kept_sum = self.kept_sum
         if not np.may_share_memory(kept, self.maps):  # not the mask itself
             prob8, hard, kept = self.maps[1], self.hard > 0, kept > 0
-            kept_sum += float(prob8[kept & ~hard].sum(dtype=np.float64) - prob8[hard & ~kept].sum(dtype=np.float64)) / 255
+            gained, lost = prob8[kept & ~hard].sum(dtype=np.float64), prob8[hard & ~kept].sum(dtype=np.float64)
+            kept_sum += float(gained - lost) / 255
         total = self.prob_sum + count
         return 0.0 if count == 0 or total == 0 else 2 * max(0.0, kept_sum) / total
 
@@ -72,7 +73,8 @@ def _reflect(x: torch.Tensor, radius: int) -> torch.Tensor:
     is ``BORDER_REFLECT_101``), ``radius`` at most the side."""
     for dim in (2, 3):
         size = x.shape[dim]
-        index = torch.cat([torch.arange(radius - 1, -1, -1), torch.arange(size), torch.arange(size - 1, size - 1 - radius, -1)])
+        index = torch.cat([torch.arange(radius - 1, -1, -1), torch.arange(size),
+                           torch.arange(size - 1, size - 1 - radius, -1)])
         x = x.index_select(dim, index.clamp(0, size - 1).to(x.device))
     return x
 

@@ -36,8 +36,9 @@ def cut_out(predictor: Union["Predictor", Refinement], photo: np.ndarray, prob: 
             options: CutoutOptions = CutoutOptions(), threshold: Optional[float] = None, pictures: bool = True,
             limits: Optional[OutputLimits] = None, checkpoint: Callable[[], None] = lambda: None,
             profile: Optional[bytes] = None) -> Cut:
-    """``prob`` (from ``Predictor.forward``; or ``Predictor.refined``'s, at full size already) at the size of ``photo`` (RGB, or grey without ``pictures``), the mask at
-    ``threshold`` (default: the model's), its confidence and, with ``pictures``, the composed cut-out(s).
+    """``prob`` (from ``Predictor.forward``, or ``Predictor.refined``'s at full size already) at the size of ``photo``
+    (RGB, or grey without ``pictures``), the mask at ``threshold`` (default: the model's), its confidence and, with
+    ``pictures``, the composed cut-out(s).
     ``limits``: the cars found are checked against them before any picture is made (``OutputLimits.check_cars``);
     ``checkpoint`` runs between the steps and may raise to stop the work (a request that was answered meanwhile).
     ``profile``: the ICC profile ``photo`` is in (None: sRGB); the pictures keep its pixels, and the background

@@ -215,7 +215,7 @@ def stream(jobs: Sequence[Job], predictor: Predictor, read: Read, finish: Finish
     items: List[Item] = []  # forwarded, not yet sent to the finishers
 
     def forwarded(batch: List[Dict], flush: bool) -> None:
-        """``batch`` through ``forward``, and to the finishers as soon as a task fills (with ``flush``, the rest too)."""
+        """``batch`` through ``forward``, and to the finishers as soon as a task fills (``flush``: the rest too)."""
         nonlocal items
         if batch:  # (its photos may all have failed)
             probs = forward([item["prepared"] for item in batch])

@@ -129,7 +129,8 @@ def removebg_routes(pipeline: Pipeline, max_bytes: int, fetcher: Optional[UrlFet
                              "url_fetch_disabled")
         return await fetcher.fetch(fields[source], source)
 
-    def finish(photo: Photo, prob: Union[np.ndarray, Refined], options: RemoveBgOptions, picture: Optional[np.ndarray]) -> Answer:
+    def finish(photo: Photo, prob: Union[np.ndarray, Refined], options: RemoveBgOptions,
+               picture: Optional[np.ndarray]) -> Answer:
         cut = cut_out(predictor, photo.pixels, prob, options.cutout, limits=pipeline.limits,
                       checkpoint=check_cancelled, profile=photo.profile)
         if not cut.hard.any():
