@@ -27,15 +27,19 @@ def main_subject(hard: np.ndarray) -> np.ndarray:
     # Nearness on a coarse grid (a dilation at full resolution would cost more than the rest of the cut-out).
     scale = min(1.0, GRID / max(height, width))
     grid = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = cv2.resize((labels == main).astype(np.uint8), grid, interpolation=cv2.INTER_AREA)
+    # the main region as 0/1 (OpenCV compares into 0/255 without numpy's bool array; & 1 keeps INTER_AREA's rounding)
+    small = cv2.resize(cv2.compare(labels, main, cv2.CMP_EQ) & 1, grid, interpolation=cv2.INTER_AREA)
     radius = max(1, round(GAP * max(grid)))
     near = cv2.dilate(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
-    near = cv2.resize(near, (width, height), interpolation=cv2.INTER_NEAREST) > 0
-    kept = np.bincount(labels[near & (hard > 0)], minlength=count) > 0
-    kept[main] = True
+    near = cv2.resize(near, (width, height), interpolation=cv2.INTER_NEAREST)
     subject = hard.copy()
-    for region in np.flatnonzero(~kept[1:]) + 1:  # clear each other region inside its own box: far less than a pass
-        x, y, w, h = stats[region, :4]            # over the whole photo when, as usual, they are small
-        box = subject[y: y + h, x: x + w]
-        box[labels[y: y + h, x: x + w] == region] = 0
+    # each other region, inside its own box (far less than passes over the whole photo when, as usual, they are
+    # small): kept if any of its pixels is near the main one, else cleared
+    for region in range(1, count):
+        x, y, w, h = stats[region, :4]
+        if region == main:
+            continue
+        own = labels[y: y + h, x: x + w] == region
+        if not near[y: y + h, x: x + w][own].any():
+            subject[y: y + h, x: x + w][own] = 0
     return subject
