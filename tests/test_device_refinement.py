@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from carseg.commands.car_segmentation import main as car_segmentation
+from carseg.data.images import brightness
+from carseg.errors import CarsegError
 from carseg.inference import device_refinement
 from carseg.inference.background_removal import Job, PhotoWork
 from carseg.inference.confidence import confidence
@@ -63,7 +65,7 @@ def test_guided_filter_in_torch_is_the_opencv_one(height, width):
     photo = textured_photo(height, width)
     prob = network_map(photo) if min(height, width) > 8 else np.random.default_rng(0).random((height, width), np.float32)
     expected = guided_filter(photo, prob)
-    gray, prob_map = torch.from_numpy(device_refinement.brightness(photo)), torch.from_numpy(prob)
+    gray, prob_map = torch.from_numpy(brightness(photo)), torch.from_numpy(prob)
     got = device_refinement.guided_filter(gray[None], prob_map[None])[0].numpy()
     assert got.shape == expected.shape and 0 <= got.min() and got.max() <= 1
     assert np.abs(got - expected).max() < 2e-3
@@ -79,7 +81,7 @@ def test_refined_maps_sums_and_confidence(refine):
     prob = network_map(photo)
     refinement = Refinement(refine, 0.5)
     full = refinement.upsample(prob, photo)
-    refined = device_refinement.refine(refinement, [torch.from_numpy(prob)], [device_refinement.brightness(photo)])[0]
+    refined = device_refinement.refine(refinement, [torch.from_numpy(prob)], [brightness(photo)])[0]
     assert refined.shape == (300, 500)
     hard = refined.hard
     assert np.array_equal(hard, binarize(full, 0.5)) or (hard != binarize(full, 0.5)).mean() < 1e-4
@@ -96,7 +98,7 @@ def test_cut_out_of_a_refined_map_is_the_workers_cut_out(oracle_model):
     predictor = Predictor(oracle_model, device="cpu")
     prepared = predictor.prepare(photo)
     prob = predictor.forward([prepared])[0]
-    refined = predictor.refined([replace(prepared, guide=device_refinement.brightness(photo))])[0]
+    refined = predictor.refined([replace(prepared, guide=brightness(photo))])[0]
     for options in (CutoutOptions(), CutoutOptions(background=(255, 255, 255)), CutoutOptions(alpha="soft"),
                     CutoutOptions(roi=((0.0, True), (0.0, True), (50.0, True), (100.0, True)), crop=(5.0, True))):
         ours, theirs = cut_out(predictor, photo, refined, options), cut_out(predictor, photo, prob, options)
@@ -148,6 +150,8 @@ def test_folder_runs_refined_on_the_device_match_the_workers(tmp_path, oracle_mo
 def test_photo_work_refines_on_the_device_when_asked_or_on_a_gpu(oracle_model, tmp_path):
     predictor = Predictor(oracle_model, device="cpu")
     assert not PhotoWork(predictor).on_device and PhotoWork(predictor, refine_on="device").on_device
+    with pytest.raises(CarsegError, match="--refine-on gpu: choose one of auto, device, workers"):
+        PhotoWork(predictor, refine_on="gpu")
     photos = photos_folder(tmp_path / "in", 2)
     jobs = [Job(path, tmp_path / f"{path.stem}.png", None) for path in sorted(photos.iterdir())]
     rows = PhotoWork(predictor, refine_on="device").run(jobs)  # what a Ray actor runs

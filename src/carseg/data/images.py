@@ -107,10 +107,14 @@ def read_photo(path: Path, target_hw: Optional[Tuple[int, int]] = None,
     return photo
 
 
+def brightness(pixels: np.ndarray) -> np.ndarray:
+    """An RGB photo's brightness (H x W uint8), as OpenCV's grey conversion gives it: the guided filter's guide."""
+    return cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+
+
 def read_brightness(path: Path) -> np.ndarray:
-    """A photo's brightness (H x W uint8, EXIF orientation applied): ``read_photo``'s pixels in grey. A JPEG is
-    decoded straight to grey (libjpeg's luma: 2.2 ms for 1918x1280 against 7.4 for colour then grey, the same within
-    rounding)."""
+    """A photo's ``brightness`` (EXIF orientation applied), from its file. A JPEG is decoded straight to grey
+    (libjpeg's luma: 2.2 ms for 1918x1280 against 7.4 for colour then grey, the same within rounding)."""
     if Path(path).suffix.lower() in (".jpg", ".jpeg"):
         try:
             grey = cv2.imdecode(np.frombuffer(contents(path), np.uint8), cv2.IMREAD_GRAYSCALE)
@@ -118,7 +122,7 @@ def read_brightness(path: Path) -> np.ndarray:
             grey = None  # read_photo says what is wrong, in one line
         if grey is not None:
             return grey
-    return cv2.cvtColor(read_photo(path).pixels, cv2.COLOR_RGB2GRAY)
+    return brightness(read_photo(path).pixels)
 
 
 def read_image(path: Path, target_hw: Optional[Tuple[int, int]] = None, full_hw: Optional[Tuple[int, int]] = None) -> np.ndarray:

@@ -21,7 +21,7 @@ from carseg.data.images import (ENCODE_PARAMS, IMAGE_SUFFIXES, check_pixels, rea
 from carseg.errors import CarsegError, failure
 from carseg.inference.options import CutoutOptions, OutputLimits, TooLarge
 from carseg.inference.predictor import Predictor, Prepared
-from carseg.inference.device_refinement import Refined
+from carseg.inference.device_refinement import Refined, on_device
 from carseg.inference.refinement import Refinement
 from carseg.inference.step import cut_out
 from carseg.inference.streaming import stream
@@ -195,9 +195,6 @@ def naming(source: Path) -> Iterator[None]:
         raise CarsegError(f"{source}: {exc}") from None
 
 
-REFINE_ON = ("auto", "device", "workers")  # where the full-resolution mask work runs (PhotoWork.refine_on)
-
-
 @dataclass
 class PhotoWork:
     """A folder run's per-photo work, the same in the local stream and in Ray's actors (``--ray``): a photo's network
@@ -212,13 +209,7 @@ class PhotoWork:
                              # ("device"), in the finishing workers ("workers"), or "auto": the device if a GPU
 
     def __post_init__(self) -> None:
-        if self.refine_on not in REFINE_ON:
-            raise CarsegError(f"--refine-on {self.refine_on}: choose one of {', '.join(REFINE_ON)}")
-
-    @property
-    def on_device(self) -> bool:
-        """Whether the full-resolution mask work runs where the model does (``refine_on``)."""
-        return self.refine_on == "device" or (self.refine_on == "auto" and self.predictor.device != "cpu")
+        self.on_device = on_device(self.refine_on, self.predictor.device)  # a bad refine_on fails here
 
     @classmethod
     def load(cls, predictor: Dict[str, Any], **settings: Any) -> "PhotoWork":

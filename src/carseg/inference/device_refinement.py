@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from carseg.errors import CarsegError
 from carseg.inference.cutout import binarize
 from carseg.inference.guided_filter import EPS, RADIUS, SUBSAMPLE
 from carseg.inference.refinement import Refinement
@@ -63,9 +63,15 @@ class Refined:
         return 0.0 if count == 0 or total == 0 else 2 * max(0.0, kept_sum) / total
 
 
-def brightness(photo: np.ndarray) -> np.ndarray:
-    """The guide of ``guided_filter``: the photo's (RGB uint8) brightness, as OpenCV's guided filter takes it."""
-    return cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+REFINE_ON = ("auto", "device", "workers")  # --refine-on: where the full-resolution mask work runs
+
+
+def on_device(refine_on: str, device: str) -> bool:
+    """Whether ``refine_on`` (``REFINE_ON``) puts the full-resolution mask work where the model runs on ``device``:
+    ``device``, or ``auto`` on a GPU; ``workers`` keeps it in the processes or threads that finish the photos."""
+    if refine_on not in REFINE_ON:
+        raise CarsegError(f"--refine-on {refine_on}: choose one of {', '.join(REFINE_ON)}")
+    return refine_on == "device" or (refine_on == "auto" and device != "cpu")
 
 
 def _reflect(x: torch.Tensor, radius: int) -> torch.Tensor:

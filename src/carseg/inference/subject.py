@@ -35,10 +35,8 @@ def main_subject(hard: np.ndarray) -> np.ndarray:
     subject = hard.copy()
     # each other region, inside its own box (far less than passes over the whole photo when, as usual, they are
     # small): kept if any of its pixels is near the main one, else cleared
-    for region in range(1, count):
+    for region in (r for r in range(1, count) if r != main):
         x, y, w, h = stats[region, :4]
-        if region == main:
-            continue
         own = labels[y: y + h, x: x + w] == region
         if not near[y: y + h, x: x + w][own].any():
             subject[y: y + h, x: x + w][own] = 0

@@ -9,8 +9,8 @@ import numpy as np
 from anyio.from_thread import check_cancelled
 
 from carseg.data.colour import to_srgb
-from carseg.data.images import Photo
-from carseg.inference.device_refinement import Refined, brightness
+from carseg.data.images import Photo, brightness
+from carseg.inference.device_refinement import Refined, on_device
 from carseg.inference.options import CutoutOptions, OutputLimits
 from carseg.inference.predictor import Predictor, Prepared
 from carseg.serve.photos import ServeError, check_header, decode
@@ -45,7 +45,7 @@ class Pipeline:
         self.codec = anyio.CapacityLimiter(settings.workers)
         self.max_pixels = int(settings.max_megapixels * 1e6)
         self.limits = OutputLimits(self.max_pixels, settings.max_instances, query=True)
-        self.on_device = settings.refine_on == "device" or (settings.refine_on == "auto" and predictor.device != "cpu")
+        self.on_device = on_device(settings.refine_on, predictor.device)
 
     def forward(self, prepared: List[Prepared]) -> List[Union[np.ndarray, Refined]]:
         """One batch's probability maps for ``carseg.inference.step.cut_out``: at network resolution, or refined to
