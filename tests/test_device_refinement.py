@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from carseg.commands import model_options
 from carseg.commands.car_segmentation import main as car_segmentation
 from carseg.data.images import brightness
 from carseg.errors import CarsegError
@@ -152,6 +153,7 @@ def test_photo_work_refines_on_the_device_when_asked_or_on_a_gpu(oracle_model, t
     assert not PhotoWork(predictor).on_device and PhotoWork(predictor, refine_on="device").on_device
     with pytest.raises(CarsegError, match="--refine-on gpu: choose one of auto, device, workers"):
         PhotoWork(predictor, refine_on="gpu")
+    assert model_options.REFINE_ON == device_refinement.REFINE_ON  # the options' copy (kept import-free) names the same places
     photos = photos_folder(tmp_path / "in", 2)
     jobs = [Job(path, tmp_path / f"{path.stem}.png", None) for path in sorted(photos.iterdir())]
     rows = PhotoWork(predictor, refine_on="device").run(jobs)  # what a Ray actor runs

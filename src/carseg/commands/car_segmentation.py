@@ -4,7 +4,7 @@ import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
 
-from carseg.commands.model_options import add_model_options, load_predictor, predictor_kwargs
+from carseg.commands.model_options import add_model_options, add_refine_on, load_predictor, predictor_kwargs
 from carseg.cores import available_cores
 from carseg.data.storage import Place, location, object_store
 from carseg.errors import CarsegError, printable
@@ -60,9 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="processes that finish the photos: full-size decode, mask, edges, cut-out, encode, write; "
                              "a quarter as many more decode the network's input (default: one per core, %(default)s "
                              "here; 0: all in this process)")
-    parser.add_argument("--refine-on", choices=("auto", "device", "workers"), default="auto",
-                        help="where the full-resolution mask work runs (upsampling, --refine's edges, threshold): on "
-                             "the model's device, or in the workers; auto (default): the device if it is a GPU")
+    add_refine_on(parser, "in the workers")
     parser.add_argument("--overwrite", action="store_true", help="redo photos whose output already exists")
     parser.add_argument("--recursive", action="store_true", help="include subfolders (mirrored in OUT)")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="process only shard I of N (0-based), for job arrays")

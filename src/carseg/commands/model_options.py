@@ -45,6 +45,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                              "or GPU runs it natively, else fp32; same masks within rounding")
 
 
+REFINE_ON = ("auto", "device", "workers")  # carseg.inference.device_refinement.REFINE_ON (not imported: see above)
+
+
+def add_refine_on(parser: argparse.ArgumentParser, workers: str) -> None:
+    """--refine-on, for the commands that finish photos beside the model (``workers``: where else the work runs)."""
+    parser.add_argument("--refine-on", choices=REFINE_ON, default="auto",
+                        help="where the full-resolution mask work runs (upsampling, --refine's edges, threshold): on "
+                             f"the model's device, or {workers}; auto (default): the device if it is a GPU")
+
+
 def load_predictor(args: argparse.Namespace, announce: bool = True) -> "Predictor":
     """The Predictor the options name, or one clear error line for a bad value; with ``announce``, one line on
     stderr says the precision chosen and why."""

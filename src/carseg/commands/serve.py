@@ -4,7 +4,7 @@ import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from carseg.commands.model_options import add_model_options, load_predictor
+from carseg.commands.model_options import add_model_options, add_refine_on, load_predictor
 from carseg.errors import CarsegError
 
 if TYPE_CHECKING:
@@ -79,9 +79,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "Predictor's batch size, 32 on GPU, on CPU 8 at 128x192 down to 1 at 512x768: 1 for the general model, 2 for studio)")
     parser.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill (default 10)")
     parser.add_argument("--workers", type=int, default=2, help="threads decoding photos and encoding cut-outs")
-    parser.add_argument("--refine-on", choices=("auto", "device", "workers"), default="auto",
-                        help="where the full-resolution mask work runs (upsampling, --refine's edges, threshold): on "
-                             "the model's device, or in the --workers threads; auto (default): the device if a GPU")
+    add_refine_on(parser, "in the --workers threads")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the forward pass (default 1: "
                         "on 2 shared cores 2 threads stall on each other and on the decode/encode threads, benchmarks/README.md)")
     parser.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload (default 25; over: 413)")
